@@ -1,0 +1,250 @@
+"""Prompt sources: random-access sequences of :class:`~rlx.data.example.Example`.
+
+Every source has ``len(source)`` and ``source[i]``, so the iterator (``rlx.data.iterator``) can
+shuffle, shard and resume over any of them:
+
+- :class:`JsonlSource` / :class:`ParquetSource`: local files with a :class:`ColumnMapping`.
+- :class:`TfdsSource`: ``tfds.data_source`` over array_record files (no TensorFlow needed).
+- :class:`TaskSource`: a synthetic task, each index generated on demand from ``(seed, index)``.
+
+``GSM8K`` and ``MATH`` are column-mapping presets for those datasets' usual fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rlx.data.example import Example
+from rlx.data.tasks import Task, generate_example, get_task
+
+
+class DataFormatError(ValueError):
+  """A record that cannot be read; the message names the file and line (or row)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnMapping:
+  """How the columns of a record become an :class:`Example`.
+
+  Attributes:
+    prompt: column holding the question.
+    answer: column holding the final answer (None: no answer).
+    solution: column holding a worked solution (None: none).
+    difficulty: column holding a difficulty (None: -1).
+    pair_id: column holding a stable id (None: ``"<source name>/<row>"``).
+    answer_fn: applied to the raw answer value (e.g. GSM8K's ``... #### 72`` → ``"72"``).
+    difficulty_fn: applied to the raw difficulty value (e.g. MATH's ``"Level 3"`` → 3).
+    task: task name written into every example.
+  """
+
+  prompt: str = "prompt"
+  answer: str | None = "answer"
+  solution: str | None = None
+  difficulty: str | None = None
+  pair_id: str | None = None
+  answer_fn: Callable[[Any], str] | None = None
+  difficulty_fn: Callable[[Any], int] | None = None
+  task: str = ""
+
+  def columns(self) -> list[str]:
+    return [c for c in (self.prompt, self.answer, self.solution, self.difficulty, self.pair_id)
+            if c is not None]
+
+  def apply(self, record: Mapping[str, Any], default_id: str) -> Example:
+    """Builds the example; raises ``KeyError`` naming a missing column."""
+    def text(v):
+      return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+    missing = [c for c in self.columns() if c not in record]
+    if missing:
+      raise KeyError(f"missing column(s) {missing}; record has {sorted(record)}")
+    answer = ""
+    if self.answer is not None:
+      raw = record[self.answer]
+      answer = self.answer_fn(raw) if self.answer_fn else text(raw)
+    difficulty = -1
+    if self.difficulty is not None:
+      raw = record[self.difficulty]
+      difficulty = self.difficulty_fn(raw) if self.difficulty_fn else int(raw)
+    return Example(
+        prompt=text(record[self.prompt]), answer=answer, task=self.task, difficulty=difficulty,
+        pair_id=text(record[self.pair_id]) if self.pair_id else default_id,
+        solution=text(record[self.solution]) if self.solution else "")
+
+
+def gsm8k_answer(raw: Any) -> str:
+  """The final answer of a GSM8K ``answer`` field: the text after ``####``, commas removed."""
+  raw = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+  return raw.split("####")[-1].strip().replace(",", "")
+
+
+def last_boxed(raw: Any) -> str:
+  """Content of the last ``\\boxed{...}`` in a MATH solution (braces balanced), or ""."""
+  text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+  start = text.rfind("\\boxed")
+  if start < 0:
+    return ""
+  i = text.find("{", start)
+  if i < 0:
+    return ""
+  depth = 0
+  for j in range(i, len(text)):
+    depth += {"{": 1, "}": -1}.get(text[j], 0)
+    if depth == 0:
+      return text[i + 1:j]
+  return ""
+
+
+def math_level(raw: Any) -> int:
+  """``"Level 3"`` → 3; anything unparsable → -1."""
+  m = re.search(r"\d+", raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+  return int(m.group()) if m else -1
+
+
+GSM8K = ColumnMapping(prompt="question", answer="answer", solution="answer",
+                      answer_fn=gsm8k_answer, task="gsm8k")
+MATH = ColumnMapping(prompt="problem", answer="solution", solution="solution",
+                     difficulty="level", answer_fn=last_boxed, difficulty_fn=math_level,
+                     task="math")
+
+
+class _ListSource(Sequence):
+  """A source over an in-memory list of raw records."""
+
+  def __init__(self, records: list[tuple[str, Mapping[str, Any]]], mapping: ColumnMapping,
+               name: str):
+    # records: (location for error messages, record)
+    self._records = records
+    self.mapping = mapping
+    self.name = name
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, i: int) -> Example:
+    where, record = self._records[i]
+    try:
+      return self.mapping.apply(record, default_id=f"{self.name}/{i}")
+    except (KeyError, ValueError, TypeError) as e:
+      raise DataFormatError(f"{where}: {e}") from e
+
+
+class JsonlSource(_ListSource):
+  """A local JSON-lines file, one object per line (blank lines ignored).
+
+  Args:
+    path: the ``.jsonl`` file.
+    mapping: columns → example fields.
+    on_error: ``"raise"``: a malformed line or a line missing a mapped column raises
+      :class:`DataFormatError` naming ``path:line``; ``"skip"``: such lines are dropped and
+      counted in ``num_skipped`` (their ``path:line`` in ``skipped``).
+  """
+
+  def __init__(self, path: str | os.PathLike, mapping: ColumnMapping = ColumnMapping(), *,
+               on_error: str = "raise"):
+    if on_error not in ("raise", "skip"):
+      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = os.fspath(path)
+    records, self.skipped = [], []
+    with open(path, encoding="utf-8") as f:
+      for lineno, line in enumerate(f, start=1):
+        if not line.strip():
+          continue
+        where = f"{path}:{lineno}"
+        try:
+          record = json.loads(line)
+          if not isinstance(record, dict):
+            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+          mapping.apply(record, default_id="")  # validates the mapped columns now
+        except (ValueError, KeyError, TypeError) as e:
+          if on_error == "raise":
+            raise DataFormatError(f"{where}: malformed record: {e}") from e
+          self.skipped.append(where)
+          continue
+        records.append((where, record))
+    super().__init__(records, mapping, name=os.path.basename(path))
+
+  @property
+  def num_skipped(self) -> int:
+    return len(self.skipped)
+
+
+class ParquetSource(_ListSource):
+  """A local Parquet file (read whole with pyarrow), with a column mapping.
+
+  A mapped column missing from the file's schema raises :class:`DataFormatError` naming the file.
+  """
+
+  def __init__(self, path: str | os.PathLike, mapping: ColumnMapping = ColumnMapping()):
+    import pyarrow.parquet as pq
+    path = os.fspath(path)
+    table = pq.read_table(path)
+    missing = [c for c in mapping.columns() if c not in table.column_names]
+    if missing:
+      raise DataFormatError(f"{path}: missing column(s) {missing}; has {table.column_names}")
+    rows = table.select(mapping.columns()).to_pylist()
+    super().__init__([(f"{path}:row {i}", r) for i, r in enumerate(rows)], mapping,
+                     name=os.path.basename(path))
+
+
+class TfdsSource(Sequence):
+  """A prepared TFDS dataset read through ``tfds.data_source`` (array_record; no TensorFlow).
+
+  Args:
+    name: TFDS name, e.g. ``"gsm8k"`` or ``"rlx_synthetic_tasks/arithmetic"``.
+    split: e.g. ``"train"`` or ``"test[:100]"``.
+    data_dir: where the dataset was prepared.
+    mapping: columns → example fields; None reads records written by rlx's own builders
+      (``Example.to_record`` fields).
+  """
+
+  def __init__(self, name: str, *, split: str = "train", data_dir: str | None = None,
+               mapping: ColumnMapping | None = None):
+    import tensorflow_datasets as tfds
+    self._ds = tfds.data_source(name, split=split, data_dir=data_dir)
+    self.mapping = mapping
+    self.name = f"{name}:{split}"
+
+  def __len__(self) -> int:
+    return len(self._ds)
+
+  def __getitem__(self, i: int) -> Example:
+    i = int(i)
+    if not 0 <= i < len(self._ds):
+      raise IndexError(i)
+    record = self._ds[i]
+    if self.mapping is None:
+      return Example.from_record(record)
+    try:
+      return self.mapping.apply(record, default_id=f"{self.name}/{i}")
+    except (KeyError, ValueError, TypeError) as e:
+      raise DataFormatError(f"{self.name} record {i}: {e}") from e
+
+
+class TaskSource(Sequence):
+  """``size`` examples of a synthetic task; example i depends only on ``(seed, i)``.
+
+  Args:
+    task: a task name (``rlx.data.TASKS``) or a :class:`~rlx.data.tasks.Task`.
+    size: the number of examples (one epoch).
+    seed: the stream seed.
+    difficulty: one difficulty, or a sequence to draw from per example.
+  """
+
+  def __init__(self, task: str | Task, *, size: int, seed: int,
+               difficulty: int | Sequence[int]):
+    self.task = get_task(task) if isinstance(task, str) else task
+    self.size, self.seed, self.difficulty = int(size), int(seed), difficulty
+
+  def __len__(self) -> int:
+    return self.size
+
+  def __getitem__(self, i: int) -> Example:
+    i = int(i)
+    if not 0 <= i < self.size:
+      raise IndexError(i)
+    return generate_example(self.task, self.seed, i, self.difficulty)
