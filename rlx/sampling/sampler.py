@@ -1,0 +1,339 @@
+"""Compiled batched generation: one prefill, then a ``lax.while_loop`` decode over a KV cache.
+
+Host side (:func:`sample`): expand prompts ``n`` times, pad the batch and the prompt length up to
+their buckets, call one compiled program, trim the result. Device side (:func:`_generate`):
+
+1. prefill the left-padded prompt chunk ``[B,P]`` into the cache at slots ``[index, index+P)``;
+2. pick a token from the last position's logits; record ``log softmax(z/τ)[y]`` (the unfiltered,
+   temperature-scaled distribution: the log-probs a PPO ratio needs), and optionally the entropy
+   and self-certainty ``logsumexp(z) − mean(z)`` of that distribution;
+3. ``while step < N and not all(done)``: feed the token back (one ``[B,1]`` forward that writes
+   one cache slot in place), pick the next token. A row is done after a stop token or ``N`` tokens.
+
+Everything a PPO update needs comes out of the loop with no extra forward pass. The cache has
+``P + N + reserve`` slots, so it never overflows; :func:`continue_sampling` appends tokens (e.g. a
+tool result, loss mask 0) to rows of a finished call and decodes further from the same cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+
+from rlx.sampling.params import Buckets, SamplingParams
+
+Array = jax.Array
+
+STOP, LENGTH = 0, 1  # finish_reason codes
+FINISH_REASONS = ("stop", "length")
+
+
+@struct.dataclass
+class Rollout:
+  """Sampled completions; every array has ``B·n`` rows (prompt-major) and lives on the device.
+
+  Attributes:
+    prompt_tokens: ``[R,P]`` int32, left-padded prompt ids (for a continuation: the appended chunk).
+    prompt_mask: ``[R,P]`` bool.
+    completion_tokens: ``[R,N]`` int32, right-padded with ``pad_id``.
+    completion_mask: ``[R,N]`` float32, 1 on sampled tokens up to and including the stop token.
+    logprobs: ``[R,N]`` float32, ``log softmax(logits/τ)[token]``; 0 outside the mask.
+    lengths: ``[R]`` int32, ``Σ completion_mask``.
+    finish_reason: ``[R]`` int32, ``STOP`` (0) or ``LENGTH`` (1).
+    group_ids: ``[R]`` int32, the source prompt's index (``row // n``).
+    entropy: ``[R,N]`` float32 or None.
+    self_certainty: ``[R,N]`` float32 or None.
+  """
+
+  prompt_tokens: Array
+  prompt_mask: Array
+  completion_tokens: Array
+  completion_mask: Array
+  logprobs: Array
+  lengths: Array
+  finish_reason: Array
+  group_ids: Array
+  entropy: Array | None = None
+  self_certainty: Array | None = None
+
+
+@struct.dataclass
+class SamplerState:
+  """What a continuation needs: the cache, each row's next RoPE position and done flag.
+
+  Rows are padded to the batch bucket; ``rows`` is the number of real rows.
+  """
+
+  cache: object
+  next_positions: Array  # [Bb] int32
+  done: Array  # [Bb] bool
+  finish_reason: Array  # [Bb] int32
+  rows: int = struct.field(pytree_node=False)
+  slots_used: int = struct.field(pytree_node=False)
+
+
+@struct.dataclass
+class _Knobs:
+  """Traced sampling knobs: changing them never recompiles."""
+
+  temperature: Array
+  top_k: Array
+  top_p: Array
+  min_p: Array
+  stop_ids: Array  # [K] int32, padded with -1
+  budget: Array  # int32: max_new_tokens (the buffers have the bucket's width)
+
+
+def _knobs(sp: SamplingParams) -> _Knobs:
+  k = len(sp.stop_token_ids)
+  width = max(4, -(-k // 4) * 4)
+  stop = np.full((width,), -1, np.int32)
+  stop[:k] = sp.stop_token_ids
+  return _Knobs(jnp.float32(sp.temperature), jnp.int32(sp.top_k), jnp.float32(sp.top_p),
+                jnp.float32(sp.min_p), jnp.asarray(stop), jnp.int32(sp.max_new_tokens))
+
+
+def filter_logits(z: Array, top_k, top_p, min_p) -> Array:
+  """Top-k, then top-p (on the renormalised top-k set), then min-p; excluded logits → −inf.
+
+  ``z``: ``[B,V]`` float32 (already divided by the temperature). One descending sort serves all
+  three filters; the kept set is always a prefix of the sorted order, so it is expressed as a
+  threshold logit (ties with the threshold are kept).
+  """
+  v = z.shape[-1]
+  sorted_z = -jnp.sort(-z, axis=-1)  # descending
+  rank = jnp.arange(v)[None, :]
+  keep = jnp.where(top_k > 0, rank < top_k, True)
+  masked = jnp.where(keep, sorted_z, -jnp.inf)
+  probs = jax.nn.softmax(masked, axis=-1)
+  mass_before = jnp.cumsum(probs, axis=-1) - probs
+  keep = keep & (mass_before < top_p)
+  keep = keep & (probs >= min_p * probs[:, :1])
+  n_keep = jnp.maximum(jnp.sum(keep, axis=-1), 1)
+  threshold = jnp.take_along_axis(sorted_z, (n_keep - 1)[:, None], axis=-1)
+  return jnp.where(z >= threshold, z, -jnp.inf)
+
+
+def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tuple[bool, bool]):
+  """One token per row from ``logits[B,V]`` → (token, logp, entropy | None, self-certainty | None)."""
+  z = logits.astype(jnp.float32) / knobs.temperature
+  log_p = jax.nn.log_softmax(z, axis=-1)
+  if greedy:
+    token = jnp.argmax(z, axis=-1)
+  else:
+    zf = filter_logits(z, knobs.top_k, knobs.top_p, knobs.min_p) if filtered else z
+    token = jax.random.categorical(key, zf, axis=-1)
+  token = token.astype(jnp.int32)
+  logp = jnp.take_along_axis(log_p, token[:, None], axis=-1)[:, 0]
+  entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=-1) if stats[0] else None
+  sc = (jax.nn.logsumexp(z, axis=-1) - jnp.mean(z, axis=-1)) if stats[1] else None
+  return token, logp, entropy, sc
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id"),
+    donate_argnames=("cache",))
+def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, knobs, key, *,
+              max_new: int, greedy: bool, filtered: bool, stats: tuple[bool, bool], pad_id: int):
+  """Prefill ``tokens[B,P]`` into ``cache`` and decode up to ``max_new`` tokens per row.
+
+  ``done[B]`` marks rows that must not generate (padding rows, rows not continued).
+  Returns ``(completion [B,N], logprobs [B,N], entropy, sc, lengths [B], finish [B], cache,
+  next_positions [B], steps)``.
+  """
+  model = nnx.merge(graphdef, params)
+  b = tokens.shape[0]
+  h, cache = model.hidden_states(tokens, positions, mask, cache)
+  logits = model.lm_head(h[:, -1])  # [B,V]: left padding puts every row's last token at P−1
+  next_pos = positions[:, -1] + 1
+
+  def buf(dtype):
+    return jnp.zeros((b, max_new), dtype)
+
+  def write(bufs, step, values):
+    return tuple(None if x is None else jax.lax.dynamic_update_slice(x, v.astype(x.dtype)[:, None],
+                                                                      (0, step))
+                 for x, v in zip(bufs, values))
+
+  def emit(carry_done, finish, lengths, bufs, key, logits, step):
+    key, sub = jax.random.split(key)
+    token, logp, ent, sc = _pick(sub, logits, knobs, greedy=greedy, filtered=filtered, stats=stats)
+    active = ~carry_done
+    token = jnp.where(active, token, pad_id)
+    zero = lambda x: None if x is None else jnp.where(active, x, 0.0)
+    bufs = write(bufs, step, (token, zero(logp), zero(ent), zero(sc)))
+    lengths = lengths + active.astype(jnp.int32)
+    stopped = active & jnp.any(token[:, None] == knobs.stop_ids[None, :], axis=-1)
+    out_of_budget = active & ~stopped & (step + 1 >= knobs.budget)
+    finish = jnp.where(stopped, STOP, jnp.where(out_of_budget, LENGTH, finish))
+    return carry_done | stopped | out_of_budget, finish, lengths, bufs, key, token
+
+  bufs = (jnp.full((b, max_new), pad_id, jnp.int32), buf(jnp.float32),
+          buf(jnp.float32) if stats[0] else None, buf(jnp.float32) if stats[1] else None)
+  lengths = jnp.zeros((b,), jnp.int32)
+  done, finish, lengths, bufs, key, token = emit(done, finish, lengths, bufs, key, logits, 0)
+
+  def cond(carry):
+    step, done = carry[0], carry[1]
+    return (step < knobs.budget) & ~jnp.all(done)
+
+  def body(carry):
+    step, done, finish, lengths, bufs, key, token, cache, pos = carry
+    h, cache = model.hidden_states(token[:, None], pos[:, None], (~done)[:, None], cache)
+    logits = model.lm_head(h[:, 0])
+    pos = pos + (~done).astype(jnp.int32)
+    done, finish, lengths, bufs, key, token = emit(done, finish, lengths, bufs, key, logits, step)
+    return step + 1, done, finish, lengths, bufs, key, token, cache, pos
+
+  carry = (jnp.int32(1), done, finish, lengths, bufs, key, token, cache, next_pos)
+  steps, done, finish, lengths, bufs, key, token, cache, next_pos = jax.lax.while_loop(
+      cond, body, carry)
+  # The last emitted token of each row has not been written to the cache yet: it is written
+  # (mask 0 for finished rows) by the next continuation's chunk, so record it as pending.
+  completion, logprobs, entropy, sc = bufs
+  return completion, logprobs, entropy, sc, lengths, finish, cache, next_pos, steps
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "batch", "max_len", "dtype"))
+def _init_cache(graphdef, params, *, batch: int, max_len: int, dtype):
+  return nnx.merge(graphdef, params).init_cache(batch, max_len, dtype)
+
+
+def _left_pad(rows: list[np.ndarray], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+  tokens = np.full((len(rows), width), pad_id, np.int32)
+  mask = np.zeros((len(rows), width), bool)
+  for i, r in enumerate(rows):
+    if len(r):
+      tokens[i, width - len(r):] = r
+      mask[i, width - len(r):] = True
+  return tokens, mask
+
+
+def _rows_from_batch(prompt_tokens, prompt_mask) -> list[np.ndarray]:
+  tokens = np.asarray(prompt_tokens)
+  mask = np.asarray(prompt_mask).astype(bool)
+  return [tokens[i][mask[i]] for i in range(tokens.shape[0])]
+
+
+def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: SamplingParams, key, *,
+           buckets: Buckets = Buckets(), pad_id: int = 0, cache_dtype=jnp.float32,
+           reserve: int = 0, return_state: bool = False, mesh=None, data_axes=("data", "fsdp")):
+  """Sample ``n`` completions for each prompt.
+
+  Args:
+    graphdef, params: the policy (``nnx.split(model, nnx.Param)``).
+    prompt_tokens: ``[B,P]`` int ids, left- or right-padded (only ``prompt_mask`` matters).
+    prompt_mask: ``[B,P]``, 1 on real tokens. Every prompt needs at least one token.
+    sampling_params: :class:`SamplingParams`.
+    key: a JAX PRNG key; the same key gives the same output.
+    buckets: allowed compiled shapes (prompt length, batch size, new tokens).
+    pad_id: id written after a row stops.
+    cache_dtype: KV-cache dtype.
+    reserve: extra cache slots for :func:`continue_sampling` (appended + new tokens).
+    return_state: also return a :class:`SamplerState` for :func:`continue_sampling`.
+    mesh: optional ``jax.sharding.Mesh``; the batch is sharded over ``data_axes``.
+
+  Returns:
+    A :class:`Rollout` of ``B·n`` rows (and the state when ``return_state``).
+  """
+  sp = sampling_params
+  rows = _rows_from_batch(prompt_tokens, prompt_mask)
+  if any(len(r) == 0 for r in rows):
+    raise ValueError("every prompt needs at least one token (an all-padding prompt row was given)")
+  rows = [r for r in rows for _ in range(sp.n)]
+  r = len(rows)
+  width = Buckets.pick(buckets.prompt_lengths, max(len(x) for x in rows), "prompt length")
+  bb = Buckets.pick(buckets.batch_sizes, r, "batch size")
+  n_new = Buckets.pick(buckets.new_tokens, sp.max_new_tokens, "max_new_tokens")
+  rows = rows + [np.array([pad_id], np.int32)] * (bb - r)  # padding rows: one token, never sampled
+  tokens, mask = _left_pad(rows, width, pad_id)
+  positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
+  done = np.arange(bb) >= r
+  finish = np.full((bb,), LENGTH, np.int32)
+  max_len = width + n_new + reserve
+  cache = _init_cache(graphdef, params, batch=bb, max_len=max_len, dtype=cache_dtype)
+  batch = (tokens, mask, positions, done, finish)
+  if mesh is not None:
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axes))
+    batch = tuple(jax.device_put(x, sharding) for x in batch)
+  out = _run(graphdef, params, cache, batch, sp, key, n_new, pad_id)
+  completion, logprobs, entropy, sc, lengths, finish, cache, next_pos, _ = out
+  rollout = _rollout(tokens, mask, out, sp, r)
+  if not return_state:
+    return rollout
+  state = SamplerState(cache=cache, next_positions=next_pos, done=jnp.ones_like(out[5], bool),
+                       finish_reason=finish, rows=r, slots_used=width + n_new)
+  return rollout, state
+
+
+def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id):
+  tokens, mask, positions, done, finish = batch
+  return _generate(graphdef, params, cache, tokens, mask, positions, done, finish, _knobs(sp), key,
+                   max_new=n_new, greedy=sp.greedy, filtered=sp.filtered,
+                   stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id)
+
+
+def _rollout(tokens, mask, out, sp: SamplingParams, r: int) -> Rollout:
+  completion, logprobs, entropy, sc, lengths, finish, *_ = out
+  n = sp.max_new_tokens
+  cmask = (jnp.arange(n)[None, :] < lengths[:r, None]).astype(jnp.float32)
+  trim = lambda x: None if x is None else x[:r, :n] * cmask
+  return Rollout(
+      prompt_tokens=jnp.asarray(tokens[:r]), prompt_mask=jnp.asarray(mask[:r]),
+      completion_tokens=completion[:r, :n], completion_mask=cmask, logprobs=trim(logprobs),
+      lengths=lengths[:r], finish_reason=finish[:r],
+      group_ids=jnp.asarray(np.arange(r) // sp.n, jnp.int32),
+      entropy=trim(entropy), self_certainty=trim(sc))
+
+
+def continue_sampling(graphdef, params, state: SamplerState, last_tokens, append, sampling_params,
+                      key, *, buckets: Buckets = Buckets(), pad_id: int = 0):
+  """Append tokens to finished rows and keep decoding from the same cache (multi-turn use).
+
+  Args:
+    state: from ``sample(..., return_state=True)`` or a previous continuation.
+    last_tokens: ``[R]`` the last completion token of each row from the previous call (it was
+      sampled but not yet written to the cache); rows that ended by length still pass theirs.
+    append: ``R`` entries, each a sequence of token ids to append (e.g. a tool result) or
+      ``None`` for rows that stay finished.
+    sampling_params: ``n`` must be 1 here (rows are already expanded).
+
+  Returns:
+    ``(rollout, state)``: ``rollout.prompt_tokens`` holds each continued row's chunk
+    (previous last token + appended tokens, left-padded; these are observation tokens, loss
+    mask 0) and ``completion_*`` the newly decoded tokens. Rows not continued have length 0.
+  """
+  sp = dataclasses.replace(sampling_params, n=1)
+  last_tokens = np.asarray(last_tokens)
+  if len(append) != state.rows or last_tokens.shape[0] != state.rows:
+    raise ValueError(f"append and last_tokens need one entry per row ({state.rows})")
+  chunks = [np.concatenate([[last_tokens[i]], np.asarray(a, np.int32)]).astype(np.int32)
+            if a is not None else np.zeros((0,), np.int32) for i, a in enumerate(append)]
+  bb = state.done.shape[0]
+  chunks = chunks + [np.zeros((0,), np.int32)] * (bb - state.rows)
+  width = Buckets.pick(buckets.prompt_lengths, max(1, max(len(c) for c in chunks)), "append length")
+  n_new = Buckets.pick(buckets.new_tokens, sp.max_new_tokens, "max_new_tokens")
+  capacity = state.cache.max_len
+  if state.slots_used + width + n_new > capacity:
+    raise ValueError(
+        f"continuation needs {state.slots_used + width + n_new} cache slots but the cache has "
+        f"{capacity}: pass a larger reserve= to sample()")
+  tokens, mask = _left_pad(chunks, width, pad_id)
+  next_pos = np.asarray(state.next_positions)
+  positions = (next_pos[:, None] + np.maximum(np.cumsum(mask, axis=1) - 1, 0)).astype(np.int32)
+  done = np.array([len(c) == 0 for c in chunks])
+  finish = np.where(done, np.asarray(state.finish_reason), LENGTH).astype(np.int32)
+  out = _run(graphdef, params, state.cache, (tokens, mask, positions, done, finish), sp, key,
+             n_new, pad_id)
+  rollout = _rollout(tokens, mask, out, sp, state.rows)
+  rollout = rollout.replace(group_ids=jnp.arange(state.rows, dtype=jnp.int32))
+  new_state = SamplerState(cache=out[6], next_positions=out[7], done=jnp.ones_like(out[5], bool),
+                           finish_reason=out[5], rows=state.rows,
+                           slots_used=state.slots_used + width + n_new)
+  return rollout, new_state

@@ -1,0 +1,246 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from rlx import core, models
+from rlx.sampling import STOP, LENGTH, Buckets, SamplingParams, continue_sampling, sample
+from rlx.sampling import sampler as sampler_lib
+
+CFG = models.ModelConfig(vocab_size=48, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                         head_dim=8, d_ff=64, init_std=0.3)
+PROMPTS = [[3, 7, 1], [5, 2, 9, 11, 4], [8], [6, 6, 2, 1]]
+SMALL = Buckets(prompt_lengths=(8, 16), batch_sizes=(4, 8, 16), new_tokens=(8, 16))
+
+
+@pytest.fixture(scope="module")
+def policy():
+  return models.init_params(CFG, seed=1)
+
+
+def _left_padded(prompts, width=None):
+  width = width or max(map(len, prompts))
+  tokens = np.zeros((len(prompts), width), np.int32)
+  mask = np.zeros((len(prompts), width), np.int32)
+  for i, p in enumerate(prompts):
+    tokens[i, width - len(p):] = p
+    mask[i, width - len(p):] = 1
+  return tokens, mask
+
+
+def _teacher_forced_logits(graphdef, params, rollout):
+  """Full forward pass over prompt + completion: logits that predict each completion token."""
+  tokens = jnp.concatenate([rollout.prompt_tokens, rollout.completion_tokens], axis=1)
+  mask = jnp.concatenate([rollout.prompt_mask.astype(jnp.float32), rollout.completion_mask], axis=1)
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+  logits, _ = models.apply(graphdef, params, tokens, positions, mask)
+  p = rollout.prompt_tokens.shape[1]
+  return logits[:, p - 1:-1]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.5, 0, 0.8),
+                                                     (0.9, 10, 0.9)])
+def test_logprobs_equal_teacher_forced(policy, temperature, top_k, top_p):
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  sp = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=12, n=2,
+                      return_entropy=True, return_self_certainty=True)
+  r = sample(graphdef, params, tokens, mask, sp, jax.random.key(3), buckets=SMALL)
+  logits = _teacher_forced_logits(graphdef, params, r)
+  stats_ = core.logprobs_from_logits(logits, r.completion_tokens, temperature, with_entropy=True)
+  m = np.asarray(r.completion_mask)
+  np.testing.assert_allclose(np.asarray(r.logprobs), np.asarray(stats_.logprobs) * m, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(r.entropy), np.asarray(stats_.entropy) * m, atol=1e-5)
+  sc = core.self_certainty_from_logits(logits, temperature)
+  np.testing.assert_allclose(np.asarray(r.self_certainty), np.asarray(sc) * m, atol=1e-5)
+  assert r.completion_tokens.shape == (8, 12)
+  np.testing.assert_array_equal(r.group_ids, [0, 0, 1, 1, 2, 2, 3, 3])
+
+
+def test_greedy_equals_stepwise_argmax_of_full_forward(policy):
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  r = sample(graphdef, params, tokens, mask, SamplingParams(greedy=True, max_new_tokens=10),
+             jax.random.key(0), buckets=SMALL)
+  width = 16  # right-padded to one width: causal attention makes the padding invisible
+  forward = jax.jit(lambda ids, mask: models.apply(graphdef, params, ids, jnp.arange(width)[None], mask)[0])
+  for i, prompt in enumerate(PROMPTS):
+    seq = list(prompt)
+    for _ in range(10):
+      ids = np.zeros((1, width), np.int32)
+      ids[0, :len(seq)] = seq
+      logits = forward(ids, (np.arange(width) < len(seq))[None])
+      seq.append(int(jnp.argmax(logits[0, len(seq) - 1])))
+    np.testing.assert_array_equal(np.asarray(r.completion_tokens[i]), seq[len(prompt):])
+
+
+def test_greedy_matches_hugging_face_generate(tmp_path):
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  torch.manual_seed(0)
+  hf_cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                    num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, head_dim=8, tie_word_embeddings=False,
+                                    bos_token_id=1, eos_token_id=2, pad_token_id=0)
+  hf_model = transformers.LlamaForCausalLM(hf_cfg).eval()
+  with torch.no_grad():
+    for p in hf_model.parameters():
+      p.normal_(0.0, 0.3) if p.ndim > 1 else None
+  hf_model.save_pretrained(tmp_path, safe_serialization=True)
+  config, params = models.load_hf(str(tmp_path))
+  graphdef, _ = models.abstract(config)
+  prompts = [[5, 9, 13, 7], [3, 4, 8, 10, 11, 12]]
+  tokens, mask = _left_padded(prompts)
+  r = sample(graphdef, params, tokens, mask, SamplingParams(greedy=True, max_new_tokens=12),
+             jax.random.key(0), buckets=SMALL)
+  for i, prompt in enumerate(prompts):
+    out = hf_model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                            eos_token_id=None, pad_token_id=0)
+    np.testing.assert_array_equal(np.asarray(r.completion_tokens[i]), out[0, len(prompt):].numpy())
+
+
+def test_same_key_same_output_different_key_different(policy):
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  sp = SamplingParams(max_new_tokens=8, n=2)
+  a = sample(graphdef, params, tokens, mask, sp, jax.random.key(7), buckets=SMALL)
+  b = sample(graphdef, params, tokens, mask, sp, jax.random.key(7), buckets=SMALL)
+  c = sample(graphdef, params, tokens, mask, sp, jax.random.key(8), buckets=SMALL)
+  np.testing.assert_array_equal(a.completion_tokens, b.completion_tokens)
+  np.testing.assert_array_equal(a.logprobs, b.logprobs)
+  assert not np.array_equal(a.completion_tokens, c.completion_tokens)
+  # The n samples of one prompt differ from each other.
+  assert not np.array_equal(a.completion_tokens[0], a.completion_tokens[1])
+
+
+def _first_token_distribution(graphdef, params, prompt, temperature):
+  ids = jnp.asarray([prompt])
+  logits, _ = models.apply(graphdef, params, ids, jnp.arange(len(prompt))[None], jnp.ones_like(ids))
+  p = np.asarray(jax.nn.softmax(logits[0, -1] / temperature), np.float64)
+  return p / p.sum(), np.asarray(logits[0, -1])
+
+
+def test_n_samples_are_independent_draws_from_the_tempered_distribution():
+  cfg = models.ModelConfig(vocab_size=8, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1,
+                           head_dim=8, d_ff=32, init_std=0.5)
+  graphdef, params = models.init_params(cfg, seed=4)
+  prompt, temperature, n = [1, 2, 3], 1.3, 4096
+  tokens, mask = _left_padded([prompt])
+  r = sample(graphdef, params, tokens, mask, SamplingParams(temperature=temperature, max_new_tokens=2, n=n),
+             jax.random.key(11), buckets=Buckets(prompt_lengths=(8,), batch_sizes=(n,), new_tokens=(2,)))
+  first = np.asarray(r.completion_tokens[:, 0])
+  p, _ = _first_token_distribution(graphdef, params, prompt, temperature)
+  counts = np.bincount(first, minlength=8)
+  assert stats.chisquare(counts, p * n).pvalue > 1e-3
+  # Independence across rows: pairs (row 2k, row 2k+1) show no association.
+  table = np.zeros((8, 8))
+  np.add.at(table, (first[0::2], first[1::2]), 1)
+  table = table[table.sum(1) > 0][:, table.sum(0) > 0]
+  assert stats.chi2_contingency(table).pvalue > 1e-3
+  # The sampler's log-prob of each first token is log p under the tempered distribution.
+  np.testing.assert_allclose(np.asarray(r.logprobs[:, 0]), np.log(p[first]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=3), dict(top_p=0.5), dict(min_p=0.3),
+                                dict(top_k=4, top_p=0.7)])
+def test_filters_never_emit_excluded_tokens(kw):
+  cfg = models.ModelConfig(vocab_size=16, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1,
+                           head_dim=8, d_ff=32, init_std=0.5)
+  graphdef, params = models.init_params(cfg, seed=5)
+  prompt, n = [3, 1, 4], 1024
+  tokens, mask = _left_padded([prompt])
+  r = sample(graphdef, params, tokens, mask, SamplingParams(max_new_tokens=1, n=n, **kw),
+             jax.random.key(2), buckets=Buckets(prompt_lengths=(8,), batch_sizes=(n,), new_tokens=(1,)))
+  p, _ = _first_token_distribution(graphdef, params, prompt, 1.0)
+  order = np.argsort(-p)
+  keep = np.ones(16, bool)
+  if kw.get("top_k"):
+    keep[order[kw["top_k"]:]] = False
+  q = np.where(keep, p, 0) / np.where(keep, p, 0).sum()
+  if kw.get("top_p"):
+    before = np.cumsum(q[order]) - q[order]
+    keep[order[before >= kw["top_p"]]] = False
+  if kw.get("min_p"):
+    keep &= q >= kw["min_p"] * q.max()
+  emitted = set(np.asarray(r.completion_tokens[:, 0]).tolist())
+  assert emitted <= set(np.flatnonzero(keep).tolist()), (emitted, np.flatnonzero(keep))
+  assert len(emitted) == keep.sum()  # every allowed token shows up in 1024 draws here
+
+
+def test_stop_tokens_finish_reasons_and_masks(policy):
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  free = sample(graphdef, params, tokens, mask, SamplingParams(greedy=True, max_new_tokens=10),
+                jax.random.key(0), buckets=SMALL)
+  stop = int(free.completion_tokens[1, 3])  # a token row 1 emits at step 3
+  r = sample(graphdef, params, tokens, mask,
+             SamplingParams(greedy=True, max_new_tokens=10, stop_token_ids=(stop,)),
+             jax.random.key(0), buckets=SMALL)
+  comp = np.asarray(r.completion_tokens)
+  for i in range(len(PROMPTS)):
+    row = np.asarray(free.completion_tokens[i]).tolist()
+    expected_len = row.index(stop) + 1 if stop in row else 10
+    assert int(r.lengths[i]) == expected_len
+    assert int(r.finish_reason[i]) == (STOP if stop in row else LENGTH)
+    np.testing.assert_array_equal(r.completion_mask[i], np.arange(10) < expected_len)
+    np.testing.assert_array_equal(comp[i, :expected_len], row[:expected_len])
+    assert np.all(comp[i, expected_len:] == 0) and np.all(np.asarray(r.logprobs[i, expected_len:]) == 0)
+
+
+def test_compilations_bounded_by_buckets(policy):
+  graphdef, params = policy
+  rng = np.random.default_rng(0)
+  before = sampler_lib._generate._cache_size()
+  shapes = set()
+  buckets = Buckets(prompt_lengths=(16,), batch_sizes=(4, 8), new_tokens=(8,))
+  for call in range(20):
+    b = int(rng.integers(1, 9))
+    lengths = rng.integers(1, 13, size=b)
+    prompts = [list(rng.integers(1, 40, size=n)) for n in lengths]
+    tokens, mask = _left_padded(prompts)
+    sample(graphdef, params, tokens, mask,
+           SamplingParams(temperature=float(rng.uniform(0.5, 1.5)), max_new_tokens=int(rng.integers(2, 9))),
+           jax.random.key(call), buckets=buckets)
+    shapes.add(Buckets.pick(buckets.batch_sizes, b, ""))
+  compiled = sampler_lib._generate._cache_size() - before
+  assert len(shapes) == 2  # both batch buckets were used
+  assert compiled <= len(buckets.prompt_lengths) * len(buckets.batch_sizes)
+
+
+def test_continuation_appends_masked_tokens_and_matches_teacher_forcing(policy):
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS[:3])
+  sp = SamplingParams(temperature=0.8, max_new_tokens=6, stop_token_ids=(5,))
+  r1, state = sample(graphdef, params, tokens, mask, sp, jax.random.key(1), buckets=SMALL,
+                     reserve=24, return_state=True)
+  last = [int(r1.completion_tokens[i, int(r1.lengths[i]) - 1]) for i in range(3)]
+  append = [[30, 31, 32], None, [40]]
+  r2, _ = continue_sampling(graphdef, params, state, last, append, sp, jax.random.key(2), buckets=SMALL)
+  assert int(r2.lengths[1]) == 0 and int(r2.lengths[0]) > 0 and int(r2.lengths[2]) > 0
+  for i in (0, 2):
+    # Rebuild the whole trajectory and teacher-force it: the continued log-probs must match.
+    n1, n2 = int(r1.lengths[i]), int(r2.lengths[i])
+    seq = PROMPTS[i] + np.asarray(r1.completion_tokens[i, :n1]).tolist() + append[i] + \
+        np.asarray(r2.completion_tokens[i, :n2]).tolist()
+    ids = jnp.asarray([seq])
+    logits, _ = models.apply(graphdef, params, ids, jnp.arange(len(seq))[None], jnp.ones_like(ids))
+    lp = core.logprobs_from_logits(logits[:, :-1], ids[:, 1:], 0.8)[0]
+    np.testing.assert_allclose(np.asarray(r2.logprobs[i, :n2]), np.asarray(lp[-n2:]), atol=1e-5)
+  # The appended chunk (observation tokens) is reported as the continuation's prompt, mask 0 for
+  # the loss: it never appears among the completion tokens.
+  chunk = np.asarray(r2.prompt_tokens[0])[np.asarray(r2.prompt_mask[0])]
+  assert chunk.tolist() == [last[0], 30, 31, 32]
+  with pytest.raises(ValueError, match="cache slots"):
+    continue_sampling(graphdef, params, state, last, append,
+                      SamplingParams(max_new_tokens=64), jax.random.key(3),
+                      buckets=Buckets(prompt_lengths=(8,), batch_sizes=(4,), new_tokens=(64,)))
+
+
+def test_invalid_sampling_params_fail_with_the_field_name():
+  with pytest.raises(ValueError, match="temperature"):
+    SamplingParams(temperature=0.0)
+  with pytest.raises(ValueError, match="top_p"):
+    SamplingParams(top_p=1.5)
+  with pytest.raises(ValueError, match="largest bucket"):
+    Buckets.pick((8, 16), 17, "prompt length")
