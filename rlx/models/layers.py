@@ -1,0 +1,234 @@
+"""Building blocks of the decoder: RMSNorm, RoPE, grouped-query attention, gated MLP.
+
+Shape letters: B batch, S query tokens, T key slots, D model width, H query heads, K kv heads,
+G = H // K, E head dim, F MLP width. Every parameter carries logical axis names in its
+`out_sharding` metadata (`embed`, `vocab`, `heads`, `kv_heads`, `head_dim`, `mlp`) for the runtime
+to map onto mesh axes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rlx.models.config import Activation, ModelConfig
+
+Array = jax.Array
+
+# Large negative logit for masked slots: finite, so fully masked rows (padding queries) give a
+# uniform distribution instead of NaN.
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+class KeySeq:
+  """A plain stream of PRNG keys, fold_in(key, 1), fold_in(key, 2), ...
+
+  Used instead of threading `nnx.Rngs` through every constructor: one draw from `nnx.Rngs` per
+  model keeps `nnx.eval_shape` of an 80-layer model fast (each `Rngs` draw updates a Variable,
+  which costs time quadratic in the traced program under `eval_shape`).
+  """
+
+  def __init__(self, key: Array):
+    self.key = key
+    self.count = 0
+
+  def __call__(self) -> Array:
+    self.count += 1
+    return jax.random.fold_in(self.key, self.count)
+
+
+def param(keys: KeySeq | None, shape, axes: tuple[str | None, ...], dtype, *, init: str,
+          std: float = 0.02) -> nnx.Param:
+  """A parameter with logical axis names; `init` is "normal", "zeros" or "ones"."""
+  assert len(shape) == len(axes), (shape, axes)
+  if init == "normal":
+    value = std * jax.random.normal(keys(), shape, jnp.float32)
+  elif init == "zeros":
+    value = jnp.zeros(shape, jnp.float32)
+  elif init == "ones":
+    value = jnp.ones(shape, jnp.float32)
+  else:
+    raise ValueError(init)
+  return nnx.Param(value.astype(dtype), eager_sharding=False, out_sharding=tuple(axes))
+
+
+class RMSNorm(nnx.Module):
+  """y = x / sqrt(mean(x²) + eps) * scale, computed in float32; scale = 1 + w for Gemma."""
+
+  def __init__(self, dim: int, axis_name: str, config: ModelConfig, keys: KeySeq | None = None):
+    self.plus_one = config.norm_plus_one
+    self.eps = config.norm_eps
+    self.scale = param(keys, (dim,), (axis_name,), config.param_dtype,
+                       init="zeros" if config.norm_plus_one else "ones")
+
+  def __call__(self, x: Array) -> Array:
+    """x: [..., dim] → [..., dim] in x.dtype."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    scale = self.scale[...].astype(jnp.float32)
+    if self.plus_one:
+      scale = 1.0 + scale
+    return (y * scale).astype(x.dtype)
+
+
+def apply_rope(x: Array, positions: Array, inv_freq) -> Array:
+  """Rotary embedding, "rotate half" convention (Hugging Face Llama/Qwen/Gemma).
+
+  x: [B, S, N, E]; positions: [B, S] int32; inv_freq: [E/2] float32. Returns [B, S, N, E].
+  """
+  angles = positions.astype(jnp.float32)[:, :, None] * jnp.asarray(inv_freq)  # [B, S, E/2]
+  cos = jnp.cos(angles).astype(x.dtype)[:, :, None, :]
+  sin = jnp.sin(angles).astype(x.dtype)[:, :, None, :]
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def softcap(x: Array, cap: float | None) -> Array:
+  """cap · tanh(x / cap), or x when cap is None."""
+  return x if cap is None else cap * jnp.tanh(x / cap)
+
+
+class Projection(nnx.Module):
+  """A dense map written as one einsum, with an optional bias over the output dims."""
+
+  def __init__(self, equation: str, kernel_shape, kernel_axes, config: ModelConfig, *,
+               bias_shape=None, bias_axes=None, keys: KeySeq | None = None):
+    self.equation = equation
+    self.dtype = config.dtype
+    self.kernel = param(keys, kernel_shape, kernel_axes, config.param_dtype, init="normal",
+                        std=config.init_std)
+    self.bias = None if bias_shape is None else param(keys, bias_shape, bias_axes,
+                                                      config.param_dtype, init="zeros")
+
+  def __call__(self, x: Array) -> Array:
+    y = jnp.einsum(self.equation, x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
+
+
+class Attention(nnx.Module):
+  """Grouped-query attention with RoPE, optional QKV bias, q/k norm, soft-capping, window.
+
+  The KV cache layout is [B, K, T, E]; new keys/values are written with
+  `lax.dynamic_update_slice` so a donated or loop-carried cache is updated in place, and both
+  attention dots have their batch dimensions (b, k) leading, so XLA never transposes the cache.
+  """
+
+  def __init__(self, config: ModelConfig, keys: KeySeq | None = None):
+    c = config
+    d, h, k, e = c.d_model, c.n_heads, c.n_kv_heads, c.head_dim
+    bias = dict(bias_shape=(h, e), bias_axes=("heads", "head_dim")) if c.qkv_bias else {}
+    kv_bias = dict(bias_shape=(k, e), bias_axes=("kv_heads", "head_dim")) if c.qkv_bias else {}
+    self.q_proj = Projection("bsd,dhe->bshe", (d, h, e), ("embed", "heads", "head_dim"), c,
+                             keys=keys, **bias)
+    self.k_proj = Projection("bsd,dke->bske", (d, k, e), ("embed", "kv_heads", "head_dim"), c,
+                             keys=keys, **kv_bias)
+    self.v_proj = Projection("bsd,dke->bske", (d, k, e), ("embed", "kv_heads", "head_dim"), c,
+                             keys=keys, **kv_bias)
+    self.o_proj = Projection("bshe,hed->bsd", (h, e, d), ("heads", "head_dim", "embed"), c,
+                             keys=keys)
+    self.q_norm = RMSNorm(e, "head_dim", c, keys) if c.qk_norm else None
+    self.k_norm = RMSNorm(e, "head_dim", c, keys) if c.qk_norm else None
+    self.n_kv_heads = k
+    self.scale = c.attn_scale
+    self.logit_cap = c.attn_logit_softcap
+    self.dtype = c.dtype
+
+  def __call__(self, x: Array, positions: Array, mask: Array, inv_freq,
+               kv: tuple[Array, Array] | None, index: Array | None):
+    """Attend from S new tokens to T key slots.
+
+    Args:
+      x: [B, S, D] normalised input.
+      positions: [B, S] int32 RoPE positions.
+      mask: [B, S, T] bool, True where query s may attend to slot t.
+      inv_freq: [E/2] RoPE inverse frequencies.
+      kv: cached (keys, values), each [B, K, T, E], or None (then T = S and the keys are the
+        new tokens themselves).
+      index: int32 scalar, slot of the first new token in the cache (ignored without cache).
+
+    Returns:
+      ([B, S, D] output, updated (keys, values) or None).
+    """
+    b, s, _ = x.shape
+    q = self.q_proj(x)  # [B, S, H, E]
+    k = self.k_proj(x)  # [B, S, K, E]
+    v = self.v_proj(x)
+    if self.q_norm is not None:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = apply_rope(q, positions, inv_freq)
+    k = apply_rope(k, positions, inv_freq).transpose(0, 2, 1, 3)  # [B, K, S, E]
+    v = v.transpose(0, 2, 1, 3)
+    if kv is not None:
+      k_cache, v_cache = kv
+      start = (0, 0, index, 0)
+      k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
+      v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+      kv = (k, v)
+    q = (q * jnp.asarray(self.scale, q.dtype)).reshape(b, s, self.n_kv_heads, -1, q.shape[-1])
+    out = _attend(q, k.astype(self.dtype), v.astype(self.dtype), mask, self.logit_cap)
+    return self.o_proj(out.reshape(b, s, -1, out.shape[-1])), kv
+
+
+def _attend(q, k, v, mask, cap):
+  """Softmax attention as two batched matmuls; logits and softmax in float32.
+
+  q: [B, S, K, G, E] (already scaled); k, v: [B, K, T, E]; mask: [B, S, T] bool.
+  Returns [B, S, K, G, E].
+
+  Performance note (XLA:CPU): queries are regrouped to [B, K, G·S, E] (a copy of the S new
+  tokens only) so both dots are plain batched matmuls over (b, k) with the cache in its stored
+  layout. With a [B, T, K, E] cache XLA transposed every layer's K and V before each dot, a copy
+  of the whole cache per decode step (the sampling benchmark ran 1.6x slower).
+  """
+  b, s, kh, g, e = q.shape
+  q = q.transpose(0, 2, 3, 1, 4).reshape(b, kh, g * s, e)
+  logits = jnp.einsum("bkqe,bkte->bkqt", q, k, preferred_element_type=jnp.float32)
+  logits = softcap(logits.reshape(b, kh, g, s, -1), cap)
+  logits = jnp.where(mask[:, None, None, :, :], logits, _MASK_VALUE)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype).reshape(b, kh, g * s, -1)
+  out = jnp.einsum("bkqt,bkte->bkqe", probs, v)
+  return out.reshape(b, kh, g, s, e).transpose(0, 3, 1, 2, 4)
+
+
+class MLP(nnx.Module):
+  """Gated MLP: down(act(x·gate) ⊙ (x·up)); SwiGLU (silu) or GeGLU (gelu, tanh approx.)."""
+
+  def __init__(self, config: ModelConfig, keys: KeySeq | None = None):
+    c = config
+    self.gate_proj = Projection("bsd,df->bsf", (c.d_model, c.d_ff), ("embed", "mlp"), c, keys=keys)
+    self.up_proj = Projection("bsd,df->bsf", (c.d_model, c.d_ff), ("embed", "mlp"), c, keys=keys)
+    self.down_proj = Projection("bsf,fd->bsd", (c.d_ff, c.d_model), ("mlp", "embed"), c, keys=keys)
+    self.gelu = c.activation == Activation.GELU_TANH
+
+  def __call__(self, x: Array) -> Array:
+    """x: [B, S, D] → [B, S, D]."""
+    gate = self.gate_proj(x)
+    gate = jax.nn.gelu(gate, approximate=True) if self.gelu else jax.nn.silu(gate)
+    return self.down_proj(gate * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+  """Pre-norm block; Gemma 2 adds a norm after attention and after the MLP (`post_norms`)."""
+
+  def __init__(self, config: ModelConfig, keys: KeySeq | None = None):
+    c = config
+    self.attn_norm = RMSNorm(c.d_model, "embed", c, keys)
+    self.attn = Attention(c, keys)
+    self.mlp_norm = RMSNorm(c.d_model, "embed", c, keys)
+    self.mlp = MLP(c, keys)
+    self.post_attn_norm = RMSNorm(c.d_model, "embed", c, keys) if c.post_norms else None
+    self.post_mlp_norm = RMSNorm(c.d_model, "embed", c, keys) if c.post_norms else None
+
+  def __call__(self, x, positions, mask, inv_freq, kv, index):
+    """x: [B, S, D] → ([B, S, D], updated kv); see `Attention` for the other arguments."""
+    h, kv = self.attn(self.attn_norm(x), positions, mask, inv_freq, kv, index)
+    if self.post_attn_norm is not None:
+      h = self.post_attn_norm(h)
+    x = x + h
+    h = self.mlp(self.mlp_norm(x))
+    if self.post_mlp_norm is not None:
+      h = self.post_mlp_norm(h)
+    return x + h, kv

@@ -1,0 +1,60 @@
+"""Logical axis names → mesh axes.
+
+Parameters carry logical names in their `out_sharding` metadata (see `rlx.models.layers.param`).
+A rule table maps each name to a mesh axis (or a tuple of mesh axes, or None = replicated). A
+dimension stays replicated when its rule names an axis the mesh lacks, an axis already used by
+another dimension of the same array, or an axis whose size does not divide the dimension.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MeshAxes = str | tuple[str, ...] | None
+Rules = Sequence[tuple[str, MeshAxes]]
+
+# Default table for a ("data", "fsdp", "tensor") mesh: FSDP over the model width, tensor
+# parallelism over heads, MLP width and vocabulary.
+DEFAULT_RULES: Rules = (
+    ("embed", "fsdp"),
+    ("vocab", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("head_dim", None),
+    ("layers", None),
+)
+
+
+def logical_to_spec(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
+                    rules: Rules = DEFAULT_RULES) -> PartitionSpec:
+  """PartitionSpec for an array of `shape` whose dimensions have logical names `axes`."""
+  table = dict(rules)
+  used: set[str] = set()
+  out = []
+  for name, dim in zip(axes, shape):
+    target = table.get(name) if name is not None else None
+    names = () if target is None else ((target,) if isinstance(target, str) else tuple(target))
+    names = tuple(n for n in names if n in mesh.shape and n not in used)
+    size = math.prod(mesh.shape[n] for n in names)
+    if not names or dim % size:
+      out.append(None)
+      continue
+    used.update(names)
+    out.append(names[0] if len(names) == 1 else names)
+  return PartitionSpec(*out)
+
+
+def param_shardings(params: nnx.State, mesh: Mesh, rules: Rules = DEFAULT_RULES):
+  """A pytree like `params` (a `nnx.Param` state, concrete or abstract) of `NamedSharding`s."""
+
+  def one(var):
+    axes = var.get_metadata().get("out_sharding") or (None,) * len(var.shape)
+    return var.replace(NamedSharding(mesh, logical_to_spec(axes, var.shape, mesh, rules)))
+
+  return jax.tree.map(one, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
