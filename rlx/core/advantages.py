@@ -44,12 +44,19 @@ def group_matrix(group_ids: Array) -> Array:
   return (group_ids[:, None] == group_ids[None, :]).astype(jnp.float32)
 
 
+def _row_sums(same: Array, x: Array) -> Array:
+  """``Σ_j same[i, j]·x[j]`` in full float32 (no matmul precision loss)."""
+  return jnp.sum(same * x[None, :], axis=1)
+
+
 def group_stats(rewards: Array, group_ids: Array) -> tuple[Array, Array, Array]:
   """Per-sample group size ``n_g``, mean ``μ_g`` and unbiased std ``σ_g`` (0 when ``n_g = 1``); each ``[B]``."""
   r = jnp.asarray(rewards, jnp.float32)
   same = group_matrix(group_ids)
   n = same.sum(axis=1)
-  mean = same @ r / n
+  # Elementwise sums, not `same @ r`: a default-precision matmul runs in bf16/TF32 on TPU/GPU,
+  # and a group of equal rewards like 0.7 would get a nonzero r − μ comparable to eps.
+  mean = _row_sums(same, r) / n
   dev = r[None, :] - mean[:, None]  # [i, j]: r_j − μ_{g(i)}
   ss = jnp.sum(same * jnp.square(dev), axis=1)
   std = jnp.sqrt(ss / jnp.maximum(n - 1.0, 1.0))
@@ -149,7 +156,7 @@ def rloo_advantages(rewards: Array, group_ids: Array, mask: Array) -> tuple[Arra
   r = jnp.asarray(rewards, jnp.float32)
   same = group_matrix(group_ids)
   n = same.sum(axis=1)
-  others = (same @ r - r) / jnp.maximum(n - 1.0, 1.0)
+  others = (_row_sums(same, r) - r) / jnp.maximum(n - 1.0, 1.0)
   adv = jnp.where(n > 1, r - others, 0.0)
   return _outcome(adv, mask)
 
@@ -205,7 +212,7 @@ def opo_advantages(rewards: Array, group_ids: Array, mask: Array) -> tuple[Array
   r = jnp.asarray(rewards, jnp.float32)
   lengths = sequence_lengths(mask)
   same = group_matrix(group_ids)
-  baseline = (same @ (lengths * r)) / jnp.maximum(same @ lengths, 1e-8)
+  baseline = _row_sums(same, lengths * r) / jnp.maximum(_row_sums(same, lengths), 1e-8)
   return _outcome(r - baseline, mask)
 
 

@@ -95,8 +95,13 @@ def kl_in_loss(logp: Array, ref_logp: Array, mask: Array, estimator: KLEstimator
 
 
 def sequence_mean_kl(kl: Array, mask: Array) -> Array:
-  """The controller's statistic: batch mean of per-sequence masked-mean KL; ``[B,T] → []``."""
-  return jnp.mean(masked_mean(kl, mask, axis=-1))
+  """The controller's statistic: batch mean of per-sequence masked-mean KL; ``[B,T] → []``.
+
+  Rows without a valid token are left out (as in every aggregation denominator).
+  """
+  nonempty = (jnp.sum(jnp.asarray(mask, jnp.float32), axis=-1) > 0).astype(jnp.float32)
+  per_seq = masked_mean(kl, mask, axis=-1)
+  return jnp.sum(per_seq * nonempty) / jnp.maximum(jnp.sum(nonempty), 1.0)
 
 
 class AdaptiveKLState(NamedTuple):

@@ -66,8 +66,7 @@ def logprobs_from_logits(
     logp = target - lse
     if not with_entropy:
       return logp
-    log_p = z - lse[..., None]
-    return TokenStats(logp, -jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
+    return TokenStats(logp, _entropy(z - lse[..., None]))
   v = logits.shape[-1]
   if v % chunk_size:
     raise ValueError(f"chunk_size={chunk_size} must divide the vocabulary size {v}")
@@ -162,14 +161,21 @@ def _online_stats(make_logits, n, tokens, chunk_size, with_entropy):
   return TokenStats(logp, jnp.log(s) - sz / s)
 
 
+def _entropy(log_p: Array) -> Array:
+  """``−Σ p log p`` over the last axis; tokens with p = 0 (logit −inf) contribute 0, not NaN."""
+  p = jnp.exp(log_p)
+  return -jnp.sum(jnp.where(p > 0, p * log_p, 0.0), axis=-1)
+
+
 def entropy_from_logits(logits: Array, temperature=1.0) -> Array:
   """``H_t = logsumexp(z) − Σ_v softmax(z)_v z_v`` for ``z = logits / temperature``; ``[..., V] → [...]``."""
-  z = _scale(logits, temperature, None)
-  log_p = jax.nn.log_softmax(z, axis=-1)
-  return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+  return _entropy(jax.nn.log_softmax(_scale(logits, temperature, None), axis=-1))
 
 
 def self_certainty_from_logits(logits: Array, temperature=1.0) -> Array:
-  """Self-certainty ``KL(U ‖ p_t) = −log V − mean_v log p_t(v) = logsumexp(z) − mean_v z_v``."""
+  """Self-certainty (Kang et al., 2025): ``KL(U ‖ p_t) = −log V − mean_v log p_t(v)``.
+
+  Equals ``logsumexp(z) − mean_v z_v − log V``; 0 for the uniform distribution. ``[..., V] → [...]``.
+  """
   z = _scale(logits, temperature, None)
-  return jax.nn.logsumexp(z, axis=-1) - jnp.mean(z, axis=-1)
+  return -jnp.log(z.shape[-1]) - jnp.mean(jax.nn.log_softmax(z, axis=-1), axis=-1)

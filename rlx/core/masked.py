@@ -42,8 +42,8 @@ def masked_count(mask: Array, axis=None, dtype=jnp.float32) -> Array:
 def masked_mean(x: Array, mask: Array, axis=None) -> Array:
   """``masked_sum(x, m) / (Σ m + 1e-8)``."""
   x = jnp.asarray(x)
-  count = masked_count(jnp.broadcast_to(mask, x.shape), axis=axis, dtype=x.dtype)
-  return masked_sum(x, mask, axis=axis) / (count + MEAN_EPS)
+  count = masked_count(jnp.broadcast_to(mask, x.shape), axis=axis)  # float32 even for bf16 x
+  return (masked_sum(x, mask, axis=axis) / (count + MEAN_EPS)).astype(jnp.result_type(x, jnp.float32))
 
 
 def masked_var(x: Array, mask: Array, axis=None, unbiased: bool = True) -> Array:
@@ -59,7 +59,7 @@ def masked_var(x: Array, mask: Array, axis=None, unbiased: bool = True) -> Array
   centered = masked_fill(x, jnp.broadcast_to(mask, x.shape)) - mean
   var = masked_mean(jnp.square(centered), mask, axis=axis)
   if unbiased:
-    n = masked_count(jnp.broadcast_to(mask, x.shape), axis=axis, dtype=x.dtype)
+    n = masked_count(jnp.broadcast_to(mask, x.shape), axis=axis)
     var = var * jnp.where(n > 1, n / jnp.maximum(n - 1, 1), 1.0)
   return var
 

@@ -118,8 +118,13 @@ def simpo_loss(policy_chosen, policy_rejected, chosen_lengths, rejected_lengths,
 def log1mexp(x: Array) -> Array:
   """``log(1 − exp(x))`` for ``x < 0``, stable (Mächler, 2012): ``log(−expm1(x))`` near 0,
   ``log1p(−exp(x))`` below ``−log 2``."""
-  x = jnp.minimum(x, -1e-12)
-  return jnp.where(x > -jnp.log(2.0), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
+  x = jnp.where(x < -1e-12, x, -1e-12)  # where, not minimum: no NaN gradient leaks at x >= 0
+  near_zero = x > -jnp.log(2.0)
+  # Double where: each branch only ever sees inputs where it is finite, so neither value nor
+  # gradient of the unused branch can be inf/NaN.
+  hi = jnp.where(near_zero, x, -1.0)
+  lo = jnp.where(near_zero, -1.0, x)
+  return jnp.where(near_zero, jnp.log(-jnp.expm1(hi)), jnp.log1p(-jnp.exp(lo)))
 
 
 def orpo_loss(policy_chosen, policy_rejected, chosen_lengths, rejected_lengths, *,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rlx.core.logprobs import self_certainty_from_logits  # noqa: F401  (re-exported)
 from rlx.rewards.base import RewardInput, RewardOutput, Scorer, masked_mean_rows, pad_ragged
 from rlx.rewards.math_verify import extract_answer, math_equal, normalize_answer
 
@@ -32,21 +33,6 @@ def default_equal(a: str, b: str) -> bool:
 
 
 # ----- pure functions -----
-
-def self_certainty_from_logits(logits, temperature: float = 1.0):
-  """Per-token self-certainty ``KL(U ‖ p_t) = −log V − mean_v log p_t(v)`` (Kang et al. 2025).
-
-  Args:
-    logits: [..., V] next-token logits (jax or numpy), computed in float32.
-  Returns:
-    [...] self-certainty per position (≥ 0; 0 for the uniform distribution). Jit-compatible.
-  """
-  import jax
-  import jax.numpy as jnp
-  z = jnp.asarray(logits, jnp.float32) / temperature
-  logp = jax.nn.log_softmax(z, axis=-1)
-  return -jnp.log(z.shape[-1]) - jnp.mean(logp, axis=-1)
-
 
 def cluster_answers(answers: Sequence[str | None], equal: EqualFn = default_equal) -> list[int]:
   """Cluster labels (0, 1, … by first occurrence; −1 for empty answers)."""

@@ -69,8 +69,9 @@ class SamplerState:
   Rows are padded to the batch bucket; ``rows`` is the number of real rows.
   """
 
-  cache: object
-  next_positions: Array  # [Bb] int32
+  cache: object  # donated to the next call: a state can be continued once
+  next_positions: Array  # [Bb] int32, RoPE position of each row's pending token
+  last_tokens: Array  # [Bb] int32, each row's last sampled token, not yet written to the cache
   done: Array  # [Bb] bool
   finish_reason: Array  # [Bb] int32
   rows: int = struct.field(pytree_node=False)
@@ -112,7 +113,7 @@ def filter_logits(z: Array, top_k, top_p, min_p) -> Array:
   masked = jnp.where(keep, sorted_z, -jnp.inf)
   probs = jax.nn.softmax(masked, axis=-1)
   mass_before = jnp.cumsum(probs, axis=-1) - probs
-  keep = keep & (mass_before < top_p)
+  keep = keep & ((mass_before < top_p) | (top_p >= 1.0))  # 1.0 is off even where cumsum rounds up
   keep = keep & (probs >= min_p * probs[:, :1])
   n_keep = jnp.maximum(jnp.sum(keep, axis=-1), 1)
   threshold = jnp.take_along_axis(sorted_z, (n_keep - 1)[:, None], axis=-1)
@@ -130,8 +131,10 @@ def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tu
     token = jax.random.categorical(key, zf, axis=-1)
   token = token.astype(jnp.int32)
   logp = jnp.take_along_axis(log_p, token[:, None], axis=-1)[:, 0]
-  entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=-1) if stats[0] else None
-  sc = (jax.nn.logsumexp(z, axis=-1) - jnp.mean(z, axis=-1)) if stats[1] else None
+  p = jnp.exp(log_p)
+  entropy = -jnp.sum(jnp.where(p > 0, p * log_p, 0.0), axis=-1) if stats[0] else None
+  # Self-certainty KL(U ‖ p) = −log V − mean_v log p(v) (ALGORITHMS.md §9).
+  sc = (-jnp.log(z.shape[-1]) - jnp.mean(log_p, axis=-1)) if stats[1] else None
   return token, logp, entropy, sc
 
 
@@ -139,19 +142,20 @@ def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tu
     jax.jit,
     static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id"),
     donate_argnames=("cache",))
-def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, knobs, key, *,
+def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last, knobs, key, *,
               max_new: int, greedy: bool, filtered: bool, stats: tuple[bool, bool], pad_id: int):
   """Prefill ``tokens[B,P]`` into ``cache`` and decode up to ``max_new`` tokens per row.
 
-  ``done[B]`` marks rows that must not generate (padding rows, rows not continued).
+  ``done[B]`` marks rows that must not generate (padding rows, rows not continued); ``last[B]``
+  is each row's pending token (kept for rows that generate nothing).
   Returns ``(completion [B,N], logprobs [B,N], entropy, sc, lengths [B], finish [B], cache,
-  next_positions [B], steps)``.
+  next_positions [B], last [B], steps)``.
   """
   model = nnx.merge(graphdef, params)
   b = tokens.shape[0]
   h, cache = model.hidden_states(tokens, positions, mask, cache)
   logits = model.lm_head(h[:, -1])  # [B,V]: left padding puts every row's last token at P−1
-  next_pos = positions[:, -1] + 1
+  next_pos = positions[:, -1] + mask[:, -1].astype(jnp.int32)  # an empty chunk moves nothing
 
   def buf(dtype):
     return jnp.zeros((b, max_new), dtype)
@@ -161,7 +165,7 @@ def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, kn
                                                                       (0, step))
                  for x, v in zip(bufs, values))
 
-  def emit(carry_done, finish, lengths, bufs, key, logits, step):
+  def emit(carry_done, finish, lengths, bufs, key, logits, step, last):
     key, sub = jax.random.split(key)
     token, logp, ent, sc = _pick(sub, logits, knobs, greedy=greedy, filtered=filtered, stats=stats)
     active = ~carry_done
@@ -172,32 +176,35 @@ def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, kn
     stopped = active & jnp.any(token[:, None] == knobs.stop_ids[None, :], axis=-1)
     out_of_budget = active & ~stopped & (step + 1 >= knobs.budget)
     finish = jnp.where(stopped, STOP, jnp.where(out_of_budget, LENGTH, finish))
-    return carry_done | stopped | out_of_budget, finish, lengths, bufs, key, token
+    last = jnp.where(active, token, last)
+    return carry_done | stopped | out_of_budget, finish, lengths, bufs, key, token, last
 
   bufs = (jnp.full((b, max_new), pad_id, jnp.int32), buf(jnp.float32),
           buf(jnp.float32) if stats[0] else None, buf(jnp.float32) if stats[1] else None)
   lengths = jnp.zeros((b,), jnp.int32)
-  done, finish, lengths, bufs, key, token = emit(done, finish, lengths, bufs, key, logits, 0)
+  done, finish, lengths, bufs, key, token, last = emit(done, finish, lengths, bufs, key, logits, 0,
+                                                       last)
 
   def cond(carry):
     step, done = carry[0], carry[1]
     return (step < knobs.budget) & ~jnp.all(done)
 
   def body(carry):
-    step, done, finish, lengths, bufs, key, token, cache, pos = carry
+    step, done, finish, lengths, bufs, key, token, cache, pos, last = carry
     h, cache = model.hidden_states(token[:, None], pos[:, None], (~done)[:, None], cache)
     logits = model.lm_head(h[:, 0])
     pos = pos + (~done).astype(jnp.int32)
-    done, finish, lengths, bufs, key, token = emit(done, finish, lengths, bufs, key, logits, step)
-    return step + 1, done, finish, lengths, bufs, key, token, cache, pos
+    done, finish, lengths, bufs, key, token, last = emit(done, finish, lengths, bufs, key, logits,
+                                                         step, last)
+    return step + 1, done, finish, lengths, bufs, key, token, cache, pos, last
 
-  carry = (jnp.int32(1), done, finish, lengths, bufs, key, token, cache, next_pos)
-  steps, done, finish, lengths, bufs, key, token, cache, next_pos = jax.lax.while_loop(
+  carry = (jnp.int32(1), done, finish, lengths, bufs, key, token, cache, next_pos, last)
+  steps, done, finish, lengths, bufs, key, token, cache, next_pos, last = jax.lax.while_loop(
       cond, body, carry)
   # The last emitted token of each row has not been written to the cache yet: it is written
   # (mask 0 for finished rows) by the next continuation's chunk, so record it as pending.
   completion, logprobs, entropy, sc = bufs
-  return completion, logprobs, entropy, sc, lengths, finish, cache, next_pos, steps
+  return completion, logprobs, entropy, sc, lengths, finish, cache, next_pos, last, steps
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "batch", "max_len", "dtype"))
@@ -256,25 +263,31 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
   done = np.arange(bb) >= r
   finish = np.full((bb,), LENGTH, np.int32)
+  last = np.full((bb,), pad_id, np.int32)
   max_len = width + n_new + reserve
   cache = _init_cache(graphdef, params, batch=bb, max_len=max_len, dtype=cache_dtype)
-  batch = (tokens, mask, positions, done, finish)
+  batch = (tokens, mask, positions, done, finish, last)
   if mesh is not None:
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axes))
     batch = tuple(jax.device_put(x, sharding) for x in batch)
   out = _run(graphdef, params, cache, batch, sp, key, n_new, pad_id)
-  completion, logprobs, entropy, sc, lengths, finish, cache, next_pos, _ = out
   rollout = _rollout(tokens, mask, out, sp, r)
   if not return_state:
     return rollout
-  state = SamplerState(cache=cache, next_positions=next_pos, done=jnp.ones_like(out[5], bool),
-                       finish_reason=finish, rows=r, slots_used=width + n_new)
-  return rollout, state
+  return rollout, _state(out, r, width + n_new)
+
+
+def _state(out, rows: int, slots_used: int) -> SamplerState:
+  finish, cache, next_pos, last = out[5:9]
+  return SamplerState(cache=cache, next_positions=next_pos, last_tokens=last,
+                      done=jnp.ones_like(finish, bool), finish_reason=finish, rows=rows,
+                      slots_used=slots_used)
 
 
 def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id):
-  tokens, mask, positions, done, finish = batch
-  return _generate(graphdef, params, cache, tokens, mask, positions, done, finish, _knobs(sp), key,
+  tokens, mask, positions, done, finish, last = batch
+  return _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last,
+                   _knobs(sp), key,
                    max_new=n_new, greedy=sp.greedy, filtered=sp.filtered,
                    stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id)
 
@@ -292,27 +305,27 @@ def _rollout(tokens, mask, out, sp: SamplingParams, r: int) -> Rollout:
       entropy=trim(entropy), self_certainty=trim(sc))
 
 
-def continue_sampling(graphdef, params, state: SamplerState, last_tokens, append, sampling_params,
-                      key, *, buckets: Buckets = Buckets(), pad_id: int = 0):
+def continue_sampling(graphdef, params, state: SamplerState, append, sampling_params, key, *,
+                      buckets: Buckets = Buckets(), pad_id: int = 0):
   """Append tokens to finished rows and keep decoding from the same cache (multi-turn use).
 
   Args:
-    state: from ``sample(..., return_state=True)`` or a previous continuation.
-    last_tokens: ``[R]`` the last completion token of each row from the previous call (it was
-      sampled but not yet written to the cache); rows that ended by length still pass theirs.
+    state: from ``sample(..., return_state=True)`` or a previous continuation. Its cache is
+      donated: continue a state once (branching needs a copy of ``state.cache``).
     append: ``R`` entries, each a sequence of token ids to append (e.g. a tool result) or
       ``None`` for rows that stay finished.
     sampling_params: ``n`` must be 1 here (rows are already expanded).
 
   Returns:
-    ``(rollout, state)``: ``rollout.prompt_tokens`` holds each continued row's chunk
-    (previous last token + appended tokens, left-padded; these are observation tokens, loss
-    mask 0) and ``completion_*`` the newly decoded tokens. Rows not continued have length 0.
+    ``(rollout, state)``: ``rollout.prompt_tokens`` holds each continued row's chunk (its
+    pending last sampled token, which the cache has not seen yet, then the appended tokens,
+    left-padded; observation tokens, loss mask 0) and ``completion_*`` the newly decoded tokens.
+    Rows not continued have length 0 and keep their position and pending token.
   """
   sp = dataclasses.replace(sampling_params, n=1)
-  last_tokens = np.asarray(last_tokens)
-  if len(append) != state.rows or last_tokens.shape[0] != state.rows:
-    raise ValueError(f"append and last_tokens need one entry per row ({state.rows})")
+  last_tokens = np.asarray(state.last_tokens)
+  if len(append) != state.rows:
+    raise ValueError(f"append needs one entry per row ({state.rows}), got {len(append)}")
   chunks = [np.concatenate([[last_tokens[i]], np.asarray(a, np.int32)]).astype(np.int32)
             if a is not None else np.zeros((0,), np.int32) for i, a in enumerate(append)]
   bb = state.done.shape[0]
@@ -329,11 +342,9 @@ def continue_sampling(graphdef, params, state: SamplerState, last_tokens, append
   positions = (next_pos[:, None] + np.maximum(np.cumsum(mask, axis=1) - 1, 0)).astype(np.int32)
   done = np.array([len(c) == 0 for c in chunks])
   finish = np.where(done, np.asarray(state.finish_reason), LENGTH).astype(np.int32)
-  out = _run(graphdef, params, state.cache, (tokens, mask, positions, done, finish), sp, key,
-             n_new, pad_id)
+  out = _run(graphdef, params, state.cache,
+             (tokens, mask, positions, done, finish, last_tokens.astype(np.int32)), sp, key, n_new,
+             pad_id)
   rollout = _rollout(tokens, mask, out, sp, state.rows)
   rollout = rollout.replace(group_ids=jnp.arange(state.rows, dtype=jnp.int32))
-  new_state = SamplerState(cache=out[6], next_positions=out[7], done=jnp.ones_like(out[5], bool),
-                           finish_reason=out[5], rows=state.rows,
-                           slots_used=state.slots_used + width + n_new)
-  return rollout, new_state
+  return rollout, _state(out, state.rows, state.slots_used + width + n_new)

@@ -68,6 +68,18 @@ def test_grpo_hand_computed():
                                            -1 / 3 / (std_b + 1e-6), 0, 0, 0], rtol=1e-6)
 
 
+def test_group_of_equal_non_dyadic_rewards_gets_exactly_zero():
+  # 0.7 is not exact in binary; a low-precision matmul for μ_g would make r − μ_g ≈ σ_g ≈ 1e-3
+  # and the advantage ±0.87 on an accelerator. Elementwise float32 sums give exactly 0.
+  r = np.array([0.7] * 4 + [0.3] * 4, np.float32)
+  g = np.repeat([0, 1], 4)
+  m = np.ones((8, 2), np.float32)
+  for fn in (core.grpo_advantages, core.rloo_advantages, core.opo_advantages,
+             core.grpo_passk_advantages):
+    adv, _ = fn(r, g, m)
+    np.testing.assert_array_equal(adv, 0.0)
+
+
 @given(arrays((B,), 0.0, 1.0), group_ids(), masks())
 def test_grpo_zero_group_mean_and_broadcast_over_mask(r, g, m):
   for scale in (True, False):

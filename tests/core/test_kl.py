@@ -80,3 +80,7 @@ def test_adaptive_controller_hand_computed():
   kl = np.array([[1.0, 3.0, 100.0], [2.0, 0.0, 0.0]], np.float32)
   m = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
   np.testing.assert_allclose(core.sequence_mean_kl(kl, m), (2.0 + 2.0) / 2, rtol=1e-6)
+  # An empty row (e.g. overlong-filtered) does not dilute the statistic.
+  kl3 = np.concatenate([kl, [[9.0, 9.0, 9.0]]])
+  m3 = np.concatenate([m, [[0, 0, 0]]])
+  np.testing.assert_allclose(core.sequence_mean_kl(kl3, m3), 2.0, rtol=1e-6)

@@ -59,6 +59,22 @@ def test_log1mexp_is_stable():
   np.testing.assert_allclose(core.log1mexp(jnp.asarray(x, jnp.float32)), np.log1p(-np.exp(x)), rtol=1e-5, atol=1e-12)
   g = jax.grad(lambda x: jnp.sum(core.log1mexp(x)))(jnp.asarray(x, jnp.float32))
   assert np.all(np.isfinite(g))
+  # At (and just below) 0 the value is a large negative number and the gradient stays finite.
+  edge = jnp.asarray([0.0, -1e-13, -1e-10, -1e-9], jnp.float32)
+  assert np.all(np.isfinite(core.log1mexp(edge)))
+  assert np.all(np.isfinite(jax.grad(lambda x: jnp.sum(core.log1mexp(x)))(edge)))
+
+
+def test_orpo_gradient_finite_for_a_zero_weighted_padded_pair():
+  # A padding pair with all-zero log-probs (p̄ = 0) weighted 0 must not poison the update.
+  chosen = jnp.asarray([-6.0, 0.0])
+  rejected = jnp.asarray([-9.0, 0.0])
+  weights = jnp.asarray([1.0, 0.0])
+  g = jax.grad(lambda c, r: jnp.sum(weights * core.orpo_loss(c, r, jnp.asarray([3.0, 1.0]),
+                                                             jnp.asarray([3.0, 1.0]))[0]),
+               argnums=(0, 1))(chosen, rejected)
+  assert all(np.all(np.isfinite(x)) for x in g)
+  assert float(g[0][1]) == 0.0 and float(g[1][1]) == 0.0
 
 
 def test_kto_hand_computed():

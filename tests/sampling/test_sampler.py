@@ -208,32 +208,42 @@ def test_compilations_bounded_by_buckets(policy):
   assert compiled <= len(buckets.prompt_lengths) * len(buckets.batch_sizes)
 
 
-def test_continuation_appends_masked_tokens_and_matches_teacher_forcing(policy):
-  graphdef, params = policy
-  tokens, mask = _left_padded(PROMPTS[:3])
+def _teacher_forced_tail(graphdef, params, seq, n, temperature):
+  ids = jnp.asarray([seq])
+  logits, _ = models.apply(graphdef, params, ids, jnp.arange(len(seq))[None], jnp.ones_like(ids))
+  return np.asarray(core.logprobs_from_logits(logits[:, :-1], ids[:, 1:], temperature)[0, -n:])
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])  # gemma2: sliding window 4 < trajectory
+def test_multi_turn_continuation_matches_teacher_forcing(family):
+  """Three turns; row 1 skips turn 2 and is continued in turn 3 (its position must not move)."""
+  graphdef, params = models.init_params(models.TINY[family].replace(init_std=0.3), seed=2)
+  prompts = PROMPTS[:3]
+  tokens, mask = _left_padded(prompts)
   sp = SamplingParams(temperature=0.8, max_new_tokens=6, stop_token_ids=(5,))
-  r1, state = sample(graphdef, params, tokens, mask, sp, jax.random.key(1), buckets=SMALL,
-                     reserve=24, return_state=True)
-  last = [int(r1.completion_tokens[i, int(r1.lengths[i]) - 1]) for i in range(3)]
-  append = [[30, 31, 32], None, [40]]
-  r2, _ = continue_sampling(graphdef, params, state, last, append, sp, jax.random.key(2), buckets=SMALL)
-  assert int(r2.lengths[1]) == 0 and int(r2.lengths[0]) > 0 and int(r2.lengths[2]) > 0
-  for i in (0, 2):
-    # Rebuild the whole trajectory and teacher-force it: the continued log-probs must match.
-    n1, n2 = int(r1.lengths[i]), int(r2.lengths[i])
-    seq = PROMPTS[i] + np.asarray(r1.completion_tokens[i, :n1]).tolist() + append[i] + \
-        np.asarray(r2.completion_tokens[i, :n2]).tolist()
-    ids = jnp.asarray([seq])
-    logits, _ = models.apply(graphdef, params, ids, jnp.arange(len(seq))[None], jnp.ones_like(ids))
-    lp = core.logprobs_from_logits(logits[:, :-1], ids[:, 1:], 0.8)[0]
-    np.testing.assert_allclose(np.asarray(r2.logprobs[i, :n2]), np.asarray(lp[-n2:]), atol=1e-5)
-  # The appended chunk (observation tokens) is reported as the continuation's prompt, mask 0 for
-  # the loss: it never appears among the completion tokens.
-  chunk = np.asarray(r2.prompt_tokens[0])[np.asarray(r2.prompt_mask[0])]
-  assert chunk.tolist() == [last[0], 30, 31, 32]
+  r, state = sample(graphdef, params, tokens, mask, sp, jax.random.key(1), buckets=SMALL,
+                    reserve=48, return_state=True)
+  seqs = [list(p) + np.asarray(r.completion_tokens[i, :int(r.lengths[i])]).tolist()
+          for i, p in enumerate(prompts)]
+  turns = [[[30, 31, 32], None, [40]], [[41, 42], [33, 34, 35], None]]
+  for turn, append in enumerate(turns):
+    pos_before = np.asarray(state.next_positions)
+    r, state = continue_sampling(graphdef, params, state, append, sp, jax.random.key(10 + turn),
+                                 buckets=SMALL)
+    for i, a in enumerate(append):
+      n = int(r.lengths[i])
+      if a is None:
+        assert n == 0 and int(state.next_positions[i]) == pos_before[i]
+        continue
+      chunk = np.asarray(r.prompt_tokens[i])[np.asarray(r.prompt_mask[i])].tolist()
+      assert chunk == [seqs[i][-1]] + a  # pending token + observation tokens, not completion
+      seqs[i] += a + np.asarray(r.completion_tokens[i, :n]).tolist()
+      np.testing.assert_allclose(np.asarray(r.logprobs[i, :n]),
+                                 _teacher_forced_tail(graphdef, params, seqs[i], n, 0.8), atol=1e-5)
+      assert int(state.next_positions[i]) == len(seqs[i]) - 1  # the pending token's position
   with pytest.raises(ValueError, match="cache slots"):
-    continue_sampling(graphdef, params, state, last, append,
-                      SamplingParams(max_new_tokens=64), jax.random.key(3),
+    continue_sampling(graphdef, params, state, [[1], [1], [1]], SamplingParams(max_new_tokens=64),
+                      jax.random.key(3),
                       buckets=Buckets(prompt_lengths=(8,), batch_sizes=(4,), new_tokens=(64,)))
 
 

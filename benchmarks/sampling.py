@@ -1,0 +1,114 @@
+"""Decode throughput of rlx.sampling against Hugging Face ``generate`` on the same weights.
+
+    python benchmarks/sampling.py            # print the table
+    python benchmarks/sampling.py --record   # also append a row to docs/benchmarks.md
+
+The reference model of PERFORMANCE.md: Llama-style, vocab 8192, d 384, 6 layers, 6 heads, 2 kv
+heads, tied embeddings (12.6M parameters); batch 32, prompt 64, 128 new tokens, greedy, no stop
+token (every row generates 128). The rlx weights are saved with ``save_hf`` and loaded by
+transformers (PyTorch CPU, float32, eager attention off: its default SDPA), so both run the same
+model. Each side is timed end to end (prefill + decode, median of ``--reps`` runs after a warm-up).
+FLOPs count what a KV-cache decoder must do: ``flops_per_token(config, context)`` for every
+prompt and generated token with its mean attended length; the machine's float32 matmul peak is
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import common  # noqa: E402
+
+import rlx.models as M  # noqa: E402
+from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
+
+CONFIG = M.ModelConfig(vocab_size=8192, d_model=384, n_layers=6, n_heads=6, n_kv_heads=2,
+                       head_dim=64, d_ff=1024, rope_theta=500_000.0, tie_embeddings=True,
+                       init_std=0.05)
+BATCH, PROMPT, NEW = 32, 64, 128
+
+
+def model_flops() -> float:
+  prefill = sum(M.flops_per_token(CONFIG, t + 1) for t in range(PROMPT))
+  decode = sum(M.flops_per_token(CONFIG, PROMPT + t + 1) for t in range(NEW))
+  return BATCH * (prefill + decode)
+
+
+def bench_rlx(graphdef, params, prompts, reps):
+  mask = np.ones_like(prompts)
+  sp = SamplingParams(greedy=True, max_new_tokens=NEW)
+  buckets = Buckets(prompt_lengths=(PROMPT,), batch_sizes=(BATCH,), new_tokens=(NEW,))
+  run = lambda: sample(graphdef, params, prompts, mask, sp, jax.random.key(0), buckets=buckets)
+  seconds = common.time_call(lambda: run().completion_tokens, reps=reps)
+  return seconds, np.asarray(run().completion_tokens)
+
+
+def bench_hf(path, prompts, reps):
+  import time
+
+  import torch
+  import transformers
+
+  torch.set_num_threads(os.cpu_count())
+  model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+  ids = torch.tensor(prompts)
+
+  def run():
+    with torch.no_grad():
+      return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
+                            min_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=0)
+
+  run()
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    out = run()
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times)), out[:, PROMPT:].numpy()
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--reps", type=int, default=3)
+  parser.add_argument("--record", action="store_true")
+  args = parser.parse_args()
+
+  graphdef, params = M.init_params(CONFIG, seed=0)
+  prompts = np.random.default_rng(0).integers(3, CONFIG.vocab_size, (BATCH, PROMPT)).astype(np.int32)
+  peak = common.matmul_peak()
+  rlx_s, rlx_tokens = bench_rlx(graphdef, params, prompts, args.reps)
+  with tempfile.TemporaryDirectory() as tmp:
+    M.save_hf(tmp, CONFIG, params)
+    hf_s, hf_tokens = bench_hf(tmp, prompts, args.reps)
+  peak = max(peak, common.matmul_peak())
+  agree = float(np.mean(rlx_tokens == hf_tokens))
+  flops = model_flops()
+  new_tokens = BATCH * NEW
+  rows = [("rlx sample (jit, while_loop)", rlx_s), ("HF generate (torch CPU)", hf_s)]
+  print(f"{M.count_params(CONFIG) / 1e6:.1f}M params, batch {BATCH}, prompt {PROMPT}, {NEW} new "
+        f"tokens, greedy; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+  print("| engine | seconds | new tokens/s | GFLOP/s | % of peak |\n|---|---|---|---|---|")
+  for name, s in rows:
+    print(f"| {name} | {s:.2f} | {new_tokens / s:,.0f} | {flops / s / 1e9:.1f} | "
+          f"{100 * flops / s / peak:.0f}% |")
+  print(f"rlx / HF speed: {hf_s / rlx_s:.2f}x; greedy tokens identical: {100 * agree:.1f}%")
+  if args.record:
+    common.append_rows(
+        "## Sampling (benchmarks/sampling.py)",
+        "| date | commit | machine | rlx new tok/s | HF new tok/s | rlx/HF | rlx GFLOP/s | "
+        "peak GFLOP/s | rlx % of peak | same tokens |\n|---|---|---|---|---|---|---|---|---|---|",
+        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | "
+         f"{new_tokens / rlx_s:,.0f} | {new_tokens / hf_s:,.0f} | {hf_s / rlx_s:.2f}x | "
+         f"{flops / rlx_s / 1e9:.1f} | {peak / 1e9:.1f} | {100 * flops / rlx_s / peak:.0f}% | "
+         f"{100 * agree:.1f}% |"])
+
+
+if __name__ == "__main__":
+  main()
