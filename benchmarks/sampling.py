@@ -7,7 +7,8 @@ The reference model of PERFORMANCE.md: Llama-style, vocab 8192, d 384, 6 layers,
 heads, tied embeddings (12.6M parameters); batch 32, prompt 64, 128 new tokens, greedy, no stop
 token (every row generates 128). The rlx weights are saved with ``save_hf`` and loaded by
 transformers (PyTorch CPU, float32, eager attention off: its default SDPA), so both run the same
-model. Each side is timed end to end (prefill + decode, median of ``--reps`` runs after a warm-up).
+model. Each side is timed end to end (prefill + decode), warmed up, then the two are run in turn
+``--reps`` times so that both see the same background load; medians are reported.
 FLOPs count what a KV-cache decoder must do: ``flops_per_token(config, context)`` for every
 prompt and generated token with its mean attended length; the machine's float32 matmul peak is
 measured in the same run.
@@ -41,18 +42,15 @@ def model_flops() -> float:
   return BATCH * (prefill + decode)
 
 
-def bench_rlx(graphdef, params, prompts, reps):
+def rlx_runner(graphdef, params, prompts):
   mask = np.ones_like(prompts)
   sp = SamplingParams(greedy=True, max_new_tokens=NEW)
   buckets = Buckets(prompt_lengths=(PROMPT,), batch_sizes=(BATCH,), new_tokens=(NEW,))
-  run = lambda: sample(graphdef, params, prompts, mask, sp, jax.random.key(0), buckets=buckets)
-  seconds = common.time_call(lambda: run().completion_tokens, reps=reps)
-  return seconds, np.asarray(run().completion_tokens)
+  return lambda: np.asarray(jax.block_until_ready(
+      sample(graphdef, params, prompts, mask, sp, jax.random.key(0), buckets=buckets).completion_tokens))
 
 
-def bench_hf(path, prompts, reps):
-  import time
-
+def hf_runner(path, prompts):
   import torch
   import transformers
 
@@ -62,33 +60,44 @@ def bench_hf(path, prompts, reps):
 
   def run():
     with torch.no_grad():
-      return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
-                            min_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=0)
+      out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
+                           min_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out[:, PROMPT:].numpy()
 
-  run()
-  times = []
+  return run
+
+
+def interleaved(runners: dict, reps: int) -> tuple[dict, dict]:
+  """Warm each runner up, then time them in turn ``reps`` times: on a shared machine both see
+  the same background load. Returns median seconds and the last outputs."""
+  import time
+
+  outputs = {name: run() for name, run in runners.items()}
+  times = {name: [] for name in runners}
   for _ in range(reps):
-    t0 = time.perf_counter()
-    out = run()
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times)), out[:, PROMPT:].numpy()
+    for name, run in runners.items():
+      t0 = time.perf_counter()
+      outputs[name] = run()
+      times[name].append(time.perf_counter() - t0)
+  return {name: float(np.median(t)) for name, t in times.items()}, outputs
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--reps", type=int, default=3)
+  parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--record", action="store_true")
   args = parser.parse_args()
 
   graphdef, params = M.init_params(CONFIG, seed=0)
   prompts = np.random.default_rng(0).integers(3, CONFIG.vocab_size, (BATCH, PROMPT)).astype(np.int32)
   peak = common.matmul_peak()
-  rlx_s, rlx_tokens = bench_rlx(graphdef, params, prompts, args.reps)
   with tempfile.TemporaryDirectory() as tmp:
     M.save_hf(tmp, CONFIG, params)
-    hf_s, hf_tokens = bench_hf(tmp, prompts, args.reps)
+    seconds, outputs = interleaved({"rlx": rlx_runner(graphdef, params, prompts),
+                                    "hf": hf_runner(tmp, prompts)}, args.reps)
   peak = max(peak, common.matmul_peak())
-  agree = float(np.mean(rlx_tokens == hf_tokens))
+  rlx_s, hf_s = seconds["rlx"], seconds["hf"]
+  agree = float(np.mean(outputs["rlx"] == outputs["hf"]))
   flops = model_flops()
   new_tokens = BATCH * NEW
   rows = [("rlx sample (jit, while_loop)", rlx_s), ("HF generate (torch CPU)", hf_s)]
