@@ -1,0 +1,16 @@
+"""reinforce_pp on the synthetic calculation task with a tiny model (laptop CPU).
+
+Run: python -m rlx.train --config configs/reinforce_pp.py --workdir /tmp/rlx_reinforce_pp
+The algorithm's estimator × policy loss × KL × aggregation come from
+rlx.config.ALGORITHM_PRESETS["reinforce_pp"]; override any of them with --config.algo.FIELD=VALUE.
+"""
+
+from rlx import config as rlx_config
+
+
+def get_config():
+  cfg = rlx_config.default_config()
+  rlx_config.synthetic_defaults(cfg)
+  rlx_config.apply_algorithm(cfg, "reinforce_pp")
+  cfg.num_steps = 100  # RL steps
+  return cfg

@@ -1,0 +1,81 @@
+"""Supervised fine-tuning: next-token NLL on the demonstration tokens, one compiled update.
+
+The loss is the token mean over the *whole* batch: ``Σ_{b,t} NLL·m / Σ m``. With gradient
+accumulation the global denominator ``Σ m`` is computed first over the whole batch
+(``rlx.core.aggregation_denominator``); each micro-batch's gradient is that of its numerator
+divided by it, and the ``lax.scan`` sum equals the full-batch gradient exactly (up to float
+summation order).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rlx import core
+from rlx import models
+from rlx.algorithms.common import split_micro, target_logprobs
+from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+
+TOKEN_MEAN = core.Aggregation.TOKEN_MEAN
+
+
+def sft_batch(tokens, mask, loss_mask) -> dict[str, jax.Array]:
+  """The update's batch: ``tokens [B,S] int32``, ``mask [B,S]`` real tokens, ``loss_mask [B,S]``
+  target tokens (as from ``rlx.data.make_sft_batch``)."""
+  return {"tokens": jnp.asarray(tokens, jnp.int32), "mask": jnp.asarray(mask, jnp.float32),
+          "loss_mask": jnp.asarray(loss_mask, jnp.float32)}
+
+
+def nll_numerator(graphdef, params, batch, *, config: models.ModelConfig, chunk_size: int):
+  """``Σ NLL·m`` over the batch's target tokens (the token-mean numerator)."""
+  s = batch["tokens"].shape[1]
+  logp = target_logprobs(graphdef, params, config, batch["tokens"], batch["mask"], s - 1,
+                         chunk_size=chunk_size)
+  return core.aggregation_numerator(-logp, batch["loss_mask"][:, 1:], TOKEN_MEAN)
+
+
+def sft_gradients(graphdef, params, batch, *, config: models.ModelConfig, micro_batch_size: int,
+                  chunk_size: int = 4096) -> tuple[jax.Array, Any]:
+  """``(loss, grads)`` of the batch token-mean NLL, accumulated over micro-batches."""
+  b = batch["tokens"].shape[0]
+  if b % micro_batch_size:
+    raise ValueError(f"micro_batch_size={micro_batch_size} must divide the batch size {b}")
+  num_micro = b // micro_batch_size
+  denominator = core.aggregation_denominator(batch["loss_mask"][:, 1:], TOKEN_MEAN)
+  grad_fn = jax.value_and_grad(
+      lambda p, mb: nll_numerator(graphdef, p, mb, config=config, chunk_size=chunk_size)
+      / jnp.maximum(denominator, 1e-8))
+
+  def body(carry, mb):
+    loss, grads = carry
+    l, g = grad_fn(params, mb)
+    return (loss + l, jax.tree.map(jnp.add, grads, g)), None
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros),
+                                  split_micro(batch, num_micro))
+  return loss, grads
+
+
+def make_sft_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, *,
+                    micro_batch_size: int, chunk_size: int = 4096):
+  """The compiled update ``(state, batch, hparams) -> (state, metrics)``; state donated.
+
+  ``hparams = {"lr": f32 scalar}`` is traced (a new learning rate does not recompile).
+  """
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def update(state: TrainState, batch, hparams):
+    loss, grads = sft_gradients(graphdef, state.params, batch, config=config,
+                                micro_batch_size=min(micro_batch_size, batch["tokens"].shape[0]),
+                                chunk_size=chunk_size)
+    params, opt_state, opt_metrics = apply_updates(opt, state.params, state.opt_state, grads,
+                                                   state.step, hparams["lr"])
+    metrics = {"loss": loss, "tokens": jnp.sum(batch["loss_mask"][:, 1:]), **opt_metrics}
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+  return update

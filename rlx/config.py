@@ -1,0 +1,690 @@
+"""Experiment configuration: the default ``ConfigDict`` and its validation into frozen objects.
+
+A config file in ``configs/`` starts from :func:`default_config` and changes what its experiment
+needs (one comment per field lives here, where every field is declared). :func:`validate` turns
+the ``ConfigDict`` into a :class:`RunConfig` of frozen dataclasses, resolving every name (algorithm,
+estimator, policy loss, KL estimator, aggregation, reward, optimizer, schedule, filter) to an enum
+once, and raises :class:`ConfigError` naming the field, the value and the allowed values or the
+fix — before any model is built or function compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from rlx import core
+
+
+class ConfigError(ValueError):
+  """A config field holds a value rlx cannot run with; the message names the field and the fix."""
+
+
+class Algorithm(enum.Enum):
+  """What a run trains. Each RL name is a preset of estimator × policy loss × KL × aggregation."""
+
+  SFT = "sft"
+  GRPO = "grpo"
+  DR_GRPO = "dr_grpo"
+  DAPO = "dapo"
+  GSPO = "gspo"
+  CISPO = "cispo"
+  RLOO = "rloo"
+  REINFORCE_PP = "reinforce_pp"
+  REINFORCE_PP_BASELINE = "reinforce_pp_baseline"
+  REMAX = "remax"
+  PPO = "ppo"
+
+
+class KLPlacement(enum.Enum):
+  NONE = "none"  # no KL term (β unused; no reference model is kept)
+  LOSS = "loss"  # β·agg(kl(ℓ, ℓ_ref)) added to the loss
+  REWARD = "reward"  # R_t ← R_t − β·kl(ℓ_old, ℓ_ref)
+
+
+class FilterKind(enum.Enum):
+  NONE = "none"
+  DYNAMIC_SAMPLING = "dynamic_sampling"  # DAPO: keep groups with reward std > 0
+  BALANCED = "balanced"  # Bae et al.: keep groups with lo ≤ pass rate ≤ hi
+  STD_EMA = "std_ema"  # RLPR: keep groups with std ≥ ratio·EMA(std)
+
+
+class Schedule(enum.Enum):
+  CONSTANT = "constant"  # linear warm-up, then constant
+  COSINE = "cosine"  # linear warm-up, then cosine decay to end_lr_factor·lr
+  LINEAR = "linear"  # linear warm-up, then linear decay to end_lr_factor·lr
+
+
+class Optimizer(enum.Enum):
+  ADAMW = "adamw"
+  ADAM = "adam"
+  SGD = "sgd"
+
+
+class PromptFormat(enum.Enum):
+  PLAIN = "plain"  # "{prompt}\n"
+  CHAT = "chat"  # the tokenizer's chat template with the generation prompt
+
+
+# Rewards computed by rlx itself rather than the reward registry: the synthetic task verifier.
+TASK_REWARD = "task"
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every field rlx reads, with its default; config files override what they need."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # seeds parameter init, data order and sampling
+  c.num_steps = 100  # optimizer updates (SFT) or RL steps of the main phase
+
+  # --- model --------------------------------------------------------------------------------
+  c.model = m = ml_collections.ConfigDict()
+  m.preset = "custom"  # a name of rlx.models.PRESETS / "tiny-<family>", or "custom" (fields below)
+  m.path = ""  # local Hugging Face checkpoint directory to load weights from ("" = random init)
+  m.family = "llama"  # custom: checkpoint family (llama, qwen2, qwen3, gemma2)
+  m.vocab_size = 512  # custom: V (512 = rlx's task tokenizer)
+  m.d_model = 64  # custom: D
+  m.n_layers = 2  # custom: L
+  m.n_heads = 4  # custom: H
+  m.n_kv_heads = 2  # custom: K
+  m.head_dim = 16  # custom: E
+  m.d_ff = 128  # custom: F
+  m.tie_embeddings = False  # custom: LM head reuses the embedding matrix
+  m.qkv_bias = False  # custom: bias on q/k/v projections (Qwen2)
+  m.rope_theta = 10_000.0  # custom: RoPE base
+  m.norm_eps = 1e-5  # custom: RMSNorm epsilon
+  m.dtype = "float32"  # compute and parameter dtype (float32 / bfloat16)
+  m.logprob_chunk = 4096  # vocabulary chunk of the log-prob computation (rounded to divide V)
+  m.value_head = False  # build a value network (PPO) initialised from the policy
+
+  # --- data ---------------------------------------------------------------------------------
+  c.data = d = ml_collections.ConfigDict()
+  d.source = "task"  # "task" (synthetic, rlx.data.TASKS) or "jsonl" (d.path)
+  d.task = "calculation"  # synthetic task name (rlx.data.TASKS)
+  d.difficulty = (1,)  # task difficulties, drawn per example
+  d.train_size = 100_000  # examples in one epoch of the training split
+  d.eval_size = 256  # held-out examples (the split continues the stream after train_size)
+  d.path = ""  # jsonl source: the file
+  d.tokenizer = "task"  # "task" (rlx's 512-piece task tokenizer) or a tokenizer path
+  d.prompt_format = "plain"  # plain or chat
+  d.max_prompt_len = 64  # prompt tokens P (left-padded to this width)
+  d.max_seq_len = 128  # SFT: sequence width S (right-padded)
+  d.shuffle = True  # visit each epoch in a seeded permutation
+
+  # --- algorithm ----------------------------------------------------------------------------
+  c.algo = a = ml_collections.ConfigDict()
+  a.name = "grpo"  # one of rlx.config.Algorithm
+  a.batch_size = 32  # sequences per step (SFT: examples; RL: prompts × group_size)
+  a.group_size = 8  # G samples per prompt (must divide batch_size)
+  a.epochs = 1  # passes over each step's batch
+  a.minibatches = 1  # optimizer updates per epoch (must divide batch_size)
+  a.micro_batch_size = 0  # rows per gradient-accumulation micro-batch (0 = whole minibatch)
+  a.estimator = "grpo"  # rlx.core.AdvantageEstimator
+  a.policy_loss = "ppo"  # rlx.core.PolicyLoss
+  a.aggregation = "token-mean"  # rlx.core.Aggregation
+  a.norm_constant = 0  # C of seq-mean-token-sum-norm (0 = sampling.max_new_tokens)
+  a.kl_placement = "loss"  # none, loss or reward
+  a.kl_estimator = "k3"  # rlx.core.KLEstimator
+  a.beta = 0.04  # KL coefficient β (initial β when adaptive_kl)
+  a.adaptive_kl = False  # Ziegler et al. controller on β
+  a.kl_target = 6.0  # adaptive controller: target KL
+  a.kl_horizon = 10_000  # adaptive controller: horizon
+  a.eps_low = 0.2  # clip range below 1
+  a.eps_high = 0.2  # clip range above 1 (DAPO clip-higher: 0.28)
+  a.dual_clip = 0.0  # dual-clip constant c > 1 (0 = off)
+  a.adv_eps = 1e-6  # ε in (r − μ)/(σ + ε)
+  a.std_scope = "group"  # group or batch σ for GRPO
+  a.gamma = 1.0  # discount (gae, reinforce_pp)
+  a.lam = 0.95  # GAE λ
+  a.value_coef = 0.5  # c_V
+  a.vf_clip = 0.5  # value clip c_v
+  a.entropy_coef = 0.0  # c_H
+  a.tis_cap = 0.0  # truncated IS cap for sampler/trainer mismatch (0 = off)
+  a.filter = "none"  # online group filter (rlx.config.FilterKind)
+  a.filter_lo = 0.0  # balanced: lower pass-rate bound
+  a.filter_hi = 1.0  # balanced: upper pass-rate bound
+  a.max_refills = 4  # filters: extra sampling rounds before training on what was kept
+
+  # --- optimizer ----------------------------------------------------------------------------
+  c.optim = o = ml_collections.ConfigDict()
+  o.name = "adamw"  # adamw, adam or sgd
+  o.learning_rate = 1e-6  # peak learning rate
+  o.schedule = "constant"  # constant, cosine or linear (after warm-up)
+  o.warmup_steps = 0  # linear warm-up from 0
+  o.end_lr_factor = 0.0  # final lr / peak lr for cosine and linear decay
+  o.b1 = 0.9  # Adam β1
+  o.b2 = 0.999  # Adam β2
+  o.eps = 1e-8  # Adam ε
+  o.weight_decay = 0.0  # decoupled weight decay (adamw)
+  o.max_grad_norm = 1.0  # global-norm gradient clipping (0 = off)
+
+  # --- sampling -----------------------------------------------------------------------------
+  c.sampling = s = ml_collections.ConfigDict()
+  s.temperature = 1.0  # sampling temperature (log-probs use the same temperature)
+  s.top_k = 0  # 0 = off
+  s.top_p = 1.0  # nucleus threshold
+  s.min_p = 0.0  # min-p threshold
+  s.max_new_tokens = 64  # completion tokens T
+  s.stop_at_eos = True  # stop a completion at the tokenizer's eos
+
+  # --- rewards ------------------------------------------------------------------------------
+  c.rewards = r = ml_collections.ConfigDict()
+  r.name = TASK_REWARD  # "task" (the synthetic task's verifier) or a rlx.rewards registry name
+  r.kwargs = ml_collections.ConfigDict()  # keyword arguments of the registry reward
+  r.overlong_buffer = 0  # DAPO soft overlong punishment buffer L_buf (0 = off)
+  r.overlong_filter = False  # DAPO overlong filtering: truncated samples get mask 0
+  r.truncated_score = -1.0  # ThinkPrune-style score of a length-truncated sample (-1 = unchanged)
+
+  # --- warm start (quickstart: SFT before RL) -----------------------------------------------
+  c.warm_start = w = ml_collections.ConfigDict()
+  w.sft_steps = 0  # SFT updates before the RL phase (0 = none)
+  w.learning_rate = 1e-3  # SFT learning rate of the warm start
+  w.batch_size = 32  # SFT examples per update
+
+  # --- checkpointing ------------------------------------------------------------------------
+  c.checkpoint = k = ml_collections.ConfigDict()
+  k.every_steps = 50  # save every N steps (and at the end, and on SIGTERM/SIGINT)
+  k.keep = 3  # keep the last K checkpoints
+  k.init_from = ""  # an rlx checkpoint directory whose params initialise the policy ("" = none)
+
+  # --- evaluation ---------------------------------------------------------------------------
+  c.eval = e = ml_collections.ConfigDict()
+  e.every_steps = 0  # evaluate every N steps (0 = only at the start and the end)
+  e.num_examples = 64  # held-out prompts per evaluation
+  e.num_samples = 4  # k of pass@k / maj@k
+  e.temperature = 1.0  # temperature of the sampled evaluation
+
+  # --- logging ------------------------------------------------------------------------------
+  c.logging = g = ml_collections.ConfigDict()
+  g.every_steps = 1  # write metrics every N steps (fetched one step late)
+  g.stdout = True  # also print them
+  return c
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed, frozen configuration.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+  preset: str
+  path: str
+  family: str
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  n_kv_heads: int
+  head_dim: int
+  d_ff: int
+  tie_embeddings: bool
+  qkv_bias: bool
+  rope_theta: float
+  norm_eps: float
+  dtype: str
+  logprob_chunk: int
+  value_head: bool
+
+  def model_config(self):
+    """The ``rlx.models.ModelConfig`` (the architecture only; weights come from ``path``)."""
+    from rlx import models
+    if self.preset == "custom":
+      return models.ModelConfig(
+          family=self.family, vocab_size=self.vocab_size, d_model=self.d_model,
+          n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
+          head_dim=self.head_dim, d_ff=self.d_ff, tie_embeddings=self.tie_embeddings,
+          qkv_bias=self.qkv_bias, rope_theta=self.rope_theta, norm_eps=self.norm_eps,
+          dtype=self.dtype, param_dtype=self.dtype)
+    return models.get_config(self.preset, dtype=self.dtype, param_dtype=self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+  source: str
+  task: str
+  difficulty: tuple[int, ...]
+  train_size: int
+  eval_size: int
+  path: str
+  tokenizer: str
+  prompt_format: PromptFormat
+  max_prompt_len: int
+  max_seq_len: int
+  shuffle: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoSection:
+  name: Algorithm
+  batch_size: int
+  group_size: int
+  epochs: int
+  minibatches: int
+  micro_batch_size: int
+  estimator: core.AdvantageEstimator
+  policy_loss: core.PolicyLoss
+  aggregation: core.Aggregation
+  norm_constant: float
+  kl_placement: KLPlacement
+  kl_estimator: core.KLEstimator
+  beta: float
+  adaptive_kl: bool
+  kl_target: float
+  kl_horizon: float
+  eps_low: float
+  eps_high: float
+  dual_clip: float
+  adv_eps: float
+  std_scope: core.StdScope
+  gamma: float
+  lam: float
+  value_coef: float
+  vf_clip: float
+  entropy_coef: float
+  tis_cap: float
+  filter: FilterKind
+  filter_lo: float
+  filter_hi: float
+  max_refills: int
+
+  @property
+  def num_prompts(self) -> int:
+    return self.batch_size // self.group_size
+
+  @property
+  def minibatch_size(self) -> int:
+    return self.batch_size // self.minibatches
+
+  @property
+  def micro_batch(self) -> int:
+    return self.micro_batch_size or self.minibatch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSection:
+  name: Optimizer
+  learning_rate: float
+  schedule: Schedule
+  warmup_steps: int
+  end_lr_factor: float
+  b1: float
+  b2: float
+  eps: float
+  weight_decay: float
+  max_grad_norm: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSection:
+  temperature: float
+  top_k: int
+  top_p: float
+  min_p: float
+  max_new_tokens: int
+  stop_at_eos: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardsSection:
+  name: str
+  kwargs: Mapping[str, Any]
+  overlong_buffer: int
+  overlong_filter: bool
+  truncated_score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStartSection:
+  sft_steps: int
+  learning_rate: float
+  batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSection:
+  every_steps: int
+  keep: int
+  init_from: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection:
+  every_steps: int
+  num_examples: int
+  num_samples: int
+  temperature: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSection:
+  every_steps: int
+  stdout: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  seed: int
+  num_steps: int
+  model: ModelSection
+  data: DataSection
+  algo: AlgoSection
+  optim: OptimSection
+  sampling: SamplingSection
+  rewards: RewardsSection
+  warm_start: WarmStartSection
+  checkpoint: CheckpointSection
+  eval: EvalSection
+  logging: LoggingSection
+
+  @property
+  def is_rl(self) -> bool:
+    return self.algo.name is not Algorithm.SFT
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation.
+
+
+def _allowed(values) -> str:
+  return ", ".join(repr(v) for v in values)
+
+
+def _enum(field: str, value, kind: type[enum.Enum]):
+  try:
+    return kind(value)
+  except ValueError:
+    raise ConfigError(f"config.{field}={value!r}: unknown value; allowed values: "
+                      f"{_allowed(m.value for m in kind)}") from None
+
+
+def _check(cond: bool, field: str, value, fix: str) -> None:
+  if not cond:
+    raise ConfigError(f"config.{field}={value!r}: {fix}")
+
+
+def _positive(field, value, integer=False):
+  _check(value > 0, field, value, f"must be > 0 (a positive {'integer' if integer else 'number'})")
+
+
+def _non_negative(field, value):
+  _check(value >= 0, field, value, "must be >= 0")
+
+
+def _section(cfg, name):
+  section = cfg.get(name)
+  if section is None:
+    raise ConfigError(f"config.{name} is missing; start the config from rlx.config.default_config()")
+  return section
+
+
+def _fields(cls, section, prefix, **resolved):
+  names = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(section.keys()) - set(names))
+  if unknown:
+    raise ConfigError(f"config.{prefix}.{unknown[0]}: unknown field; fields of config.{prefix}: "
+                      f"{', '.join(names)}")
+  values = {}
+  for n in names:
+    if n in resolved:
+      values[n] = resolved[n]
+    elif n not in section:
+      raise ConfigError(f"config.{prefix}.{n} is missing; start from rlx.config.default_config()")
+    else:
+      values[n] = section[n]
+  return cls(**values)
+
+
+def reward_names() -> list[str]:
+  """Names ``rewards.name`` accepts: ``"task"`` and every ``rlx.rewards`` registry name."""
+  try:
+    from rlx.rewards import list_rewards
+  except ImportError:  # HOOK: the reward library is optional at import time
+    return [TASK_REWARD]
+  return [TASK_REWARD] + list_rewards()
+
+
+def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> RunConfig:
+  """Checks ``cfg`` and returns the typed, frozen :class:`RunConfig`.
+
+  Raises :class:`ConfigError` naming the field, the value and the allowed values / fix. With
+  ``check_paths=False`` directories named by the config need not exist (tests of paper recipes).
+  """
+  if isinstance(cfg, ml_collections.ConfigDict):
+    cfg = cfg.to_dict()
+  cfg = dict(cfg)
+
+  # model
+  m = dict(_section(cfg, "model"))
+  from rlx import models
+  presets = ["custom"] + sorted(models.PRESETS) + [f"tiny-{n}" for n in sorted(models.TINY)]
+  _check(m.get("preset") in presets, "model.preset", m.get("preset"),
+         f"unknown model preset; allowed values: {_allowed(presets)}")
+  _check(m.get("dtype") in ("float32", "bfloat16"), "model.dtype", m.get("dtype"),
+         "allowed values: 'float32', 'bfloat16'")
+  _positive("model.logprob_chunk", m.get("logprob_chunk", 0), True)
+  if m.get("path") and check_paths:
+    _check(os.path.isdir(m["path"]), "model.path", m["path"],
+           "checkpoint directory does not exist; point it at a local Hugging Face model directory "
+           "(config.json + *.safetensors) or set it to '' for random init")
+  model = _fields(ModelSection, m, "model")
+  try:
+    model_config = model.model_config()
+  except (ValueError, KeyError) as e:
+    raise ConfigError(f"config.model: {e}") from None
+
+  # data
+  d = dict(_section(cfg, "data"))
+  _check(d.get("source") in ("task", "jsonl"), "data.source", d.get("source"),
+         "allowed values: 'task', 'jsonl'")
+  if d.get("source") == "task":
+    from rlx.data import TASKS
+    _check(d.get("task") in TASKS, "data.task", d.get("task"),
+           f"unknown task; allowed values: {_allowed(sorted(TASKS))}")
+    from rlx.data import get_task
+    task = get_task(d["task"])
+    for level in (d.get("difficulty") if isinstance(d.get("difficulty"), (list, tuple))
+                  else (d.get("difficulty"),)):
+      try:
+        task.check_difficulty(int(level))
+      except ValueError as e:
+        raise ConfigError(f"config.data.difficulty={d.get('difficulty')!r}: {e}") from None
+  elif check_paths:
+    _check(os.path.isfile(d.get("path", "")), "data.path", d.get("path"),
+           "jsonl file does not exist")
+  difficulty = d.get("difficulty")
+  difficulty = tuple(int(x) for x in (difficulty if isinstance(difficulty, (list, tuple))
+                                      else (difficulty,)))
+  _positive("data.train_size", d.get("train_size", 0), True)
+  _positive("data.max_prompt_len", d.get("max_prompt_len", 0), True)
+  _positive("data.max_seq_len", d.get("max_seq_len", 0), True)
+  data = _fields(DataSection, d, "data", difficulty=difficulty,
+                 prompt_format=_enum("data.prompt_format", d.get("prompt_format"), PromptFormat))
+  if data.tokenizer == "task":
+    _check(model_config.vocab_size >= 512, "model.vocab_size", model_config.vocab_size,
+           "the task tokenizer has 512 pieces; set model.vocab_size >= 512")
+
+  # algorithm
+  a = dict(_section(cfg, "algo"))
+  name = _enum("algo.name", a.get("name"), Algorithm)
+  _positive("algo.batch_size", a.get("batch_size", 0), True)
+  _positive("algo.group_size", a.get("group_size", 0), True)
+  bs, g = a["batch_size"], a["group_size"]
+  if name is not Algorithm.SFT:
+    _check(bs % g == 0, "algo.group_size", g,
+           f"must divide algo.batch_size={bs} (sequences per step = prompts × group_size); "
+           f"e.g. set algo.batch_size to {max(1, bs // g) * g}")
+  _positive("algo.epochs", a.get("epochs", 0), True)
+  _positive("algo.minibatches", a.get("minibatches", 0), True)
+  _check(bs % a["minibatches"] == 0, "algo.minibatches", a["minibatches"],
+         f"must divide algo.batch_size={bs}")
+  mb = bs // a["minibatches"]
+  micro = a.get("micro_batch_size", 0)
+  _non_negative("algo.micro_batch_size", micro)
+  _check(micro == 0 or mb % micro == 0, "algo.micro_batch_size", micro,
+         f"must divide the minibatch size {mb} (= batch_size / minibatches), or be 0")
+  for f in ("beta", "kl_target", "kl_horizon", "eps_low", "eps_high", "value_coef", "vf_clip",
+            "entropy_coef", "tis_cap", "adv_eps", "norm_constant"):
+    _non_negative(f"algo.{f}", a.get(f, 0))
+  _check(a.get("dual_clip", 0) == 0 or a["dual_clip"] > 1, "algo.dual_clip", a.get("dual_clip"),
+         "must be 0 (off) or > 1")
+  _check(0 <= a.get("gamma", 1) <= 1, "algo.gamma", a.get("gamma"), "must be in [0, 1]")
+  _check(0 <= a.get("lam", 1) <= 1, "algo.lam", a.get("lam"), "must be in [0, 1]")
+  _check(0 <= a.get("filter_lo", 0) <= a.get("filter_hi", 1) <= 1, "algo.filter_lo",
+         (a.get("filter_lo"), a.get("filter_hi")), "need 0 <= filter_lo <= filter_hi <= 1")
+  _non_negative("algo.max_refills", a.get("max_refills", 0))
+  algo = _fields(
+      AlgoSection, a, "algo", name=name,
+      estimator=_enum("algo.estimator", a.get("estimator"), core.AdvantageEstimator),
+      policy_loss=_enum("algo.policy_loss", a.get("policy_loss"), core.PolicyLoss),
+      aggregation=_enum("algo.aggregation", a.get("aggregation"), core.Aggregation),
+      kl_placement=_enum("algo.kl_placement", a.get("kl_placement"), KLPlacement),
+      kl_estimator=_enum("algo.kl_estimator", a.get("kl_estimator"), core.KLEstimator),
+      std_scope=_enum("algo.std_scope", a.get("std_scope"), core.StdScope),
+      filter=_enum("algo.filter", a.get("filter"), FilterKind),
+      norm_constant=float(a.get("norm_constant") or 0))
+  if name is Algorithm.PPO:
+    _check(algo.estimator is core.AdvantageEstimator.GAE, "algo.estimator", algo.estimator.value,
+           "PPO needs the 'gae' estimator (it trains a value network)")
+    _check(model.value_head, "model.value_head", model.value_head, "PPO needs model.value_head=True")
+  elif name is not Algorithm.SFT:
+    _check(algo.estimator is not core.AdvantageEstimator.GAE, "algo.estimator", "gae",
+           "'gae' needs a value network: use algo.name='ppo'")
+  if name is Algorithm.REMAX:
+    _check(algo.estimator is core.AdvantageEstimator.REMAX, "algo.estimator",
+           algo.estimator.value, "ReMax uses the 'remax' estimator (greedy-rollout baseline)")
+
+  # optimizer
+  o = dict(_section(cfg, "optim"))
+  _check(o.get("learning_rate", -1) > 0,
+         "optim.learning_rate", o.get("learning_rate"),
+         "must be > 0 (a positive step size, e.g. 1e-6 for RL, 1e-3 for a tiny SFT model)")
+  _non_negative("optim.warmup_steps", o.get("warmup_steps", 0))
+  _non_negative("optim.weight_decay", o.get("weight_decay", 0))
+  _non_negative("optim.max_grad_norm", o.get("max_grad_norm", 0))
+  _check(0 <= o.get("end_lr_factor", 0) <= 1, "optim.end_lr_factor", o.get("end_lr_factor"),
+         "must be in [0, 1]")
+  optim = _fields(OptimSection, o, "optim", name=_enum("optim.name", o.get("name"), Optimizer),
+                  schedule=_enum("optim.schedule", o.get("schedule"), Schedule))
+
+  # sampling
+  s = dict(_section(cfg, "sampling"))
+  _positive("sampling.temperature", s.get("temperature", 0))
+  _positive("sampling.max_new_tokens", s.get("max_new_tokens", 0), True)
+  _non_negative("sampling.top_k", s.get("top_k", 0))
+  _check(0 < s.get("top_p", 1) <= 1, "sampling.top_p", s.get("top_p"), "must be in (0, 1]")
+  sampling = _fields(SamplingSection, s, "sampling")
+  if algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM and not algo.norm_constant:
+    algo = dataclasses.replace(algo, norm_constant=float(sampling.max_new_tokens))
+
+  # rewards
+  r = dict(_section(cfg, "rewards"))
+  names = reward_names()
+  _check(r.get("name") in names, "rewards.name", r.get("name"),
+         f"unknown reward; allowed values: {_allowed(names)}")
+  _non_negative("rewards.overlong_buffer", r.get("overlong_buffer", 0))
+  rewards = _fields(RewardsSection, r, "rewards", kwargs=dict(r.get("kwargs") or {}))
+
+  # warm start, checkpoint, eval, logging
+  w = dict(_section(cfg, "warm_start"))
+  _non_negative("warm_start.sft_steps", w.get("sft_steps", 0))
+  _check(w.get("learning_rate", -1) > 0, "warm_start.learning_rate", w.get("learning_rate"),
+         "must be > 0")
+  _positive("warm_start.batch_size", w.get("batch_size", 0), True)
+  warm_start = _fields(WarmStartSection, w, "warm_start")
+  k = dict(_section(cfg, "checkpoint"))
+  _positive("checkpoint.every_steps", k.get("every_steps", 0), True)
+  _positive("checkpoint.keep", k.get("keep", 0), True)
+  if k.get("init_from") and check_paths:
+    _check(os.path.isdir(k["init_from"]), "checkpoint.init_from", k["init_from"],
+           "checkpoint directory does not exist; give an rlx checkpoint directory (a workdir's "
+           "'checkpoints' folder) or set it to ''")
+  checkpoint = _fields(CheckpointSection, k, "checkpoint")
+  e = dict(_section(cfg, "eval"))
+  _non_negative("eval.every_steps", e.get("every_steps", 0))
+  _non_negative("eval.num_examples", e.get("num_examples", 0))
+  _positive("eval.num_samples", e.get("num_samples", 0), True)
+  evaluation = _fields(EvalSection, e, "eval")
+  lg = dict(_section(cfg, "logging"))
+  _positive("logging.every_steps", lg.get("every_steps", 0), True)
+  logging = _fields(LoggingSection, lg, "logging")
+
+  _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
+         cfg.get("num_steps"), "must be an integer >= 0")
+  known = {f.name for f in dataclasses.fields(RunConfig)}
+  unknown = sorted(set(cfg) - known)
+  if unknown:
+    raise ConfigError(f"config.{unknown[0]}: unknown field; top-level fields: {', '.join(sorted(known))}")
+  return RunConfig(seed=int(cfg.get("seed", 0)), num_steps=int(cfg["num_steps"]), model=model,
+                   data=data, algo=algo, optim=optim, sampling=sampling, rewards=rewards,
+                   warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging)
+
+
+# Presets: the estimator × policy loss × KL × aggregation each algorithm name stands for.
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    "sft": dict(),
+    "grpo": dict(estimator="grpo", policy_loss="ppo", aggregation="seq-mean-token-mean",
+                 kl_placement="loss", kl_estimator="k3", beta=0.04),
+    "dr_grpo": dict(estimator="dr_grpo", policy_loss="ppo",
+                    aggregation="seq-mean-token-sum-norm", kl_placement="none", beta=0.0),
+    "dapo": dict(estimator="grpo", policy_loss="ppo", aggregation="token-mean",
+                 kl_placement="none", beta=0.0, eps_low=0.2, eps_high=0.28,
+                 filter="dynamic_sampling"),
+    "gspo": dict(estimator="grpo", policy_loss="gspo", aggregation="seq-mean-token-mean",
+                 kl_placement="none", beta=0.0, eps_low=3e-4, eps_high=4e-4),
+    "cispo": dict(estimator="grpo", policy_loss="cispo", aggregation="token-mean",
+                  kl_placement="none", beta=0.0, eps_low=0.2, eps_high=0.28),
+    "rloo": dict(estimator="rloo", policy_loss="ppo", aggregation="token-mean",
+                 kl_placement="reward", kl_estimator="k1", beta=0.05),
+    "reinforce_pp": dict(estimator="reinforce_pp", policy_loss="ppo", aggregation="token-mean",
+                         kl_placement="reward", kl_estimator="k1", beta=0.01, group_size=1),
+    "reinforce_pp_baseline": dict(estimator="reinforce_pp_baseline", policy_loss="ppo",
+                                  aggregation="token-mean", kl_placement="loss",
+                                  kl_estimator="k2", beta=0.01),
+    "remax": dict(estimator="remax", policy_loss="pg", aggregation="token-mean",
+                  kl_placement="reward", kl_estimator="k1", beta=0.01, group_size=1),
+    "ppo": dict(estimator="gae", policy_loss="ppo", aggregation="token-mean",
+                kl_placement="reward", kl_estimator="k1", beta=0.05, group_size=1),
+}
+
+
+def synthetic_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Small settings shared by the per-algorithm configs: a ~0.2M-parameter model on the task
+  tokenizer, short prompts and completions, small batches (runs on a laptop CPU)."""
+  cfg.model.preset = "custom"
+  cfg.model.vocab_size = 512
+  cfg.model.d_model = 64
+  cfg.model.n_layers = 2
+  cfg.model.n_heads = 4
+  cfg.model.n_kv_heads = 2
+  cfg.model.head_dim = 16
+  cfg.model.d_ff = 128
+  cfg.data.task = "calculation"
+  cfg.data.difficulty = (1, 2)
+  cfg.data.max_prompt_len = 16
+  cfg.data.max_seq_len = 48
+  cfg.sampling.max_new_tokens = 32
+  cfg.algo.batch_size = 32
+  cfg.algo.group_size = 8
+  cfg.optim.learning_rate = 3e-4
+  cfg.optim.warmup_steps = 5
+  cfg.checkpoint.every_steps = 25
+  cfg.eval.every_steps = 25
+  cfg.eval.num_examples = 64
+  return cfg
+
+
+def apply_algorithm(cfg: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """Sets ``cfg.algo.name`` and the fields of its preset (:data:`ALGORITHM_PRESETS`)."""
+  if name not in ALGORITHM_PRESETS:
+    raise ConfigError(f"config.algo.name={name!r}: unknown value; allowed values: "
+                      f"{_allowed(ALGORITHM_PRESETS)}")
+  cfg.algo.name = name
+  for k, v in ALGORITHM_PRESETS[name].items():
+    setattr(cfg.algo, k, v)
+  if name == "ppo":
+    cfg.model.value_head = True
+  return cfg

@@ -1,0 +1,218 @@
+"""A training run from a config: build, restore, run the phases, checkpoint, log.
+
+``train(cfg, workdir)`` is what ``python -m rlx.train`` calls. A run has up to two phases:
+SFT (the whole run for ``algo.name="sft"``, or the warm start of an RL run) and RL. The global
+step counts updates across phases; every checkpoint records the phase, so a restarted run resumes
+in the right one with the same data order, optimizer state and RNG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from rlx import config as rlx_config
+from rlx import models
+from rlx.algorithms import sft
+from rlx.data import (ChatFormat, ExampleIterator, JsonlSource, PlainFormat, TaskSource,
+                      load_task_tokenizer, make_sft_batch)
+from rlx.runtime.checkpoint import Checkpointer, restore_params
+from rlx.runtime.metrics import MetricsWriter
+from rlx.runtime.preemption import PreemptionGuard
+from rlx.runtime.state import init_train_state, make_optimizer
+
+log = logging.getLogger("rlx")
+
+EVAL_SEED_OFFSET = 1_000_003  # held-out task examples come from a different stream seed
+
+
+@dataclasses.dataclass
+class Setup:
+  """What every phase of a run shares (built once)."""
+
+  run: rlx_config.RunConfig
+  workdir: str
+  model_config: models.ModelConfig
+  graphdef: Any
+  init_params: Any
+  tokenizer: Any
+  formatter: Any
+  train_source: Any
+  eval_source: Any
+  checkpointer: Checkpointer
+  writer: MetricsWriter
+  guard: PreemptionGuard
+
+
+def _tokenizer(run):
+  if run.data.tokenizer == "task":
+    return load_task_tokenizer()
+  from rlx.tokenizers import load_tokenizer
+  return load_tokenizer(run.data.tokenizer)
+
+
+def _sources(run):
+  d = run.data
+  if d.source == "task":
+    difficulty = d.difficulty if len(d.difficulty) > 1 else d.difficulty[0]
+    return (TaskSource(d.task, size=d.train_size, seed=run.seed, difficulty=difficulty),
+            TaskSource(d.task, size=max(d.eval_size, 1), seed=run.seed + EVAL_SEED_OFFSET,
+                       difficulty=difficulty))
+  src = JsonlSource(d.path)  # HOOK: column mapping and a separate eval file are config debts
+  return src, src
+
+
+def build(cfg, workdir: str) -> Setup:
+  """Validate the config and build model, tokenizer, data sources, checkpointer and writer."""
+  run = cfg if isinstance(cfg, rlx_config.RunConfig) else rlx_config.validate(cfg)
+  os.makedirs(workdir, exist_ok=True)
+  if run.model.path:
+    model_config, params = models.load_hf(run.model.path, dtype=run.model.dtype)
+    graphdef, _ = models.abstract(model_config)
+  else:
+    model_config = run.model.model_config()
+    graphdef, params = models.init_params(model_config, run.seed)
+  if run.checkpoint.init_from:
+    params = restore_params(run.checkpoint.init_from, params)
+  tokenizer = _tokenizer(run)
+  formatter = ChatFormat(tokenizer) if run.data.prompt_format is rlx_config.PromptFormat.CHAT \
+      else PlainFormat()
+  train_source, eval_source = _sources(run)
+  return Setup(
+      run=run, workdir=workdir, model_config=model_config, graphdef=graphdef, init_params=params,
+      tokenizer=tokenizer, formatter=formatter, train_source=train_source,
+      eval_source=eval_source,
+      checkpointer=Checkpointer(os.path.join(workdir, "checkpoints"), keep=run.checkpoint.keep),
+      writer=MetricsWriter(workdir, stdout=run.logging.stdout,
+                           every_steps=run.logging.every_steps),
+      guard=PreemptionGuard())
+
+
+# ---------------------------------------------------------------------------------------------
+# SFT phase.
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTPhase:
+  steps: int
+  learning_rate: float
+  batch_size: int
+  micro_batch_size: int
+
+
+def sft_phase_of(run: rlx_config.RunConfig) -> SFTPhase | None:
+  if run.algo.name is rlx_config.Algorithm.SFT:
+    return SFTPhase(run.num_steps, run.optim.learning_rate, run.algo.batch_size,
+                    run.algo.micro_batch)
+  if run.warm_start.sft_steps > 0:
+    return SFTPhase(run.warm_start.sft_steps, run.warm_start.learning_rate,
+                    run.warm_start.batch_size, run.warm_start.batch_size)
+  return None
+
+
+def run_sft(setup: Setup, phase: SFTPhase, params, resume: dict | None, step_offset: int = 0):
+  """SFT updates ``resume['phase_step'] .. phase.steps``; returns ``(params, preempted)``."""
+  run = setup.run
+  opt = make_optimizer(run.optim, phase.steps)
+  state = init_train_state(opt, params, run.seed)
+  examples = ExampleIterator(setup.train_source, batch_size=phase.batch_size, seed=run.seed,
+                             shuffle=run.data.shuffle, process_index=jax.process_index(),
+                             process_count=jax.process_count())
+  if resume is not None:
+    restored, host = setup.checkpointer.restore(resume["step"], {"train": state})
+    state = restored["train"]
+    examples.set_state(host["data"])
+  update = sft.make_sft_update(setup.graphdef, setup.model_config, opt,
+                               micro_batch_size=phase.micro_batch_size,
+                               chunk_size=run.model.logprob_chunk)
+  hparams = {"lr": jnp.float32(phase.learning_rate)}
+  step = int(state.step)
+
+  def save(force=False):
+    setup.checkpointer.save(step_offset + step, {"train": state},
+                            {"phase": "sft", "phase_step": step, "data": examples.get_state()},
+                            force=force)
+
+  while step < phase.steps:
+    b = make_sft_batch(next(examples), setup.tokenizer, formatter=setup.formatter,
+                       max_len=run.data.max_seq_len, truncate=True)
+    state, metrics = update(state, sft.sft_batch(b["tokens"], b["mask"], b["loss_mask"]), hparams)
+    step += 1
+    setup.writer.push(step_offset + step, metrics, {"phase": "sft"})
+    if setup.guard.requested:
+      save(force=True)
+      return state.params, True
+    if step % run.checkpoint.every_steps == 0 or step == phase.steps:
+      save()
+  setup.writer.flush()
+  return state.params, False
+
+
+def eval_table(evals: list[dict]) -> str:
+  """Held-out metrics at the start and the end of the RL phase, as a text table."""
+  if not evals:
+    return ""
+  first, last = evals[0], evals[-1]
+  keys = [k for k in first if k.startswith("eval/") and isinstance(first[k], (int, float))]
+  rows = [f"{'metric':<24} {'before RL':>10} {'after RL':>10}"]
+  rows += [f"{k[5:]:<24} {first[k]:>10.3f} {last.get(k, float('nan')):>10.3f}" for k in keys]
+  return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+
+
+def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -> dict:
+  """Run (or resume) the config's training in ``workdir``; returns a summary dict.
+
+  Returns early with ``{"preempted": True}`` after a SIGTERM/SIGINT (the checkpoint is written).
+  """
+  setup = build(cfg, workdir)
+  run = setup.run
+  ckpt = setup.checkpointer
+  latest = ckpt.latest_step()
+  host = ckpt.restore_host(latest) if latest is not None else None
+  summary: dict[str, Any] = {"workdir": workdir, "resumed_from": latest, "preempted": False}
+  params = setup.init_params
+  sft_phase = sft_phase_of(run)
+  with setup.guard:
+    try:
+      sft_done = sft_phase is None or (host is not None and (
+          host["phase"] != "sft" or host["phase_step"] >= sft_phase.steps))
+      if not sft_done:
+        resume = None if host is None else {"step": latest}
+        params, preempted = run_sft(setup, sft_phase, params, resume)
+        if preempted:
+          summary["preempted"] = True
+          return summary
+      if run.is_rl:
+        from rlx.runtime import loop  # needs rlx.sampling
+        rl_host = host if host is not None and host["phase"] == "rl" else None
+        offset = sft_phase.steps if sft_phase is not None else 0
+        if sft_done and rl_host is None and sft_phase is not None and host is not None:
+          # Resuming right after a finished warm start: its final params are in the checkpoint.
+          params = restore_params(ckpt.directory, params, step=latest)
+        params, preempted, rl_summary = loop.run_rl(
+            setup, params,
+            None if rl_host is None else {"step": latest, "phase_step": rl_host["phase_step"]},
+            step_offset=offset)
+        summary.update(rl_summary)
+        summary["preempted"] = preempted
+        if preempted:
+          return summary
+        if jax.process_index() == 0 and run.logging.stdout:
+          print(eval_table(summary.get("evals", [])), flush=True)
+      elif sft_done and host is not None:
+        params = restore_params(ckpt.directory, params, step=latest)
+      summary["params"] = params
+      return summary
+    finally:
+      setup.writer.flush()
+      ckpt.close()

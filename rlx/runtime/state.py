@@ -1,0 +1,92 @@
+"""Train state and optimizer.
+
+``TrainState`` holds what an update changes: trainable parameters, their optax state, the step and
+the RNG key; PPO adds the value network's parameters and optimizer state. The frozen reference
+policy is *not* part of it: it is a separate parameter tree, passed to the functions that need it,
+with no optimizer state (DESIGN.md principle 2).
+
+The learning rate is a traced hyper-parameter: the optax transformation stops before the step
+size, and :func:`apply_updates` multiplies by ``lr · schedule(step)`` where ``lr`` is a traced
+scalar and ``schedule`` a unit-peak optax schedule (warm-up, then constant / cosine / linear).
+Changing ``lr`` therefore never recompiles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from rlx.config import OptimSection, Optimizer, Schedule
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """params, opt_state, step (int32 scalar), rng (uint32[2] key); optional value network."""
+
+  params: PyTree
+  opt_state: PyTree
+  step: jax.Array
+  rng: jax.Array
+  value_params: PyTree = None
+  value_opt_state: PyTree = None
+
+
+@flax.struct.dataclass
+class OptimizerDef:
+  """The static half of the optimizer: the transformation (without step size) and the schedule."""
+
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  schedule: Callable[[jax.Array], jax.Array] = flax.struct.field(pytree_node=False)
+
+
+def unit_schedule(cfg: OptimSection, total_steps: int) -> optax.Schedule:
+  """Warm-up from 0 to 1 over ``warmup_steps``, then constant / cosine / linear to ``end_lr_factor``."""
+  warmup = int(cfg.warmup_steps)
+  decay = max(int(total_steps) - warmup, 1)
+  if cfg.schedule is Schedule.CONSTANT:
+    after = optax.constant_schedule(1.0)
+  elif cfg.schedule is Schedule.COSINE:
+    after = optax.cosine_decay_schedule(1.0, decay, alpha=cfg.end_lr_factor)
+  else:
+    after = optax.linear_schedule(1.0, cfg.end_lr_factor, decay)
+  if warmup == 0:
+    return after
+  # Step s of the warm-up uses (s + 1) / warmup so that the first update is not a no-op.
+  warm = optax.linear_schedule(1.0 / warmup, 1.0, warmup - 1) if warmup > 1 else (
+      optax.constant_schedule(1.0))
+  return optax.join_schedules([warm, after], [warmup])
+
+
+def make_optimizer(cfg: OptimSection, total_steps: int) -> OptimizerDef:
+  """Gradient clipping → Adam(W)/SGD direction → (decoupled weight decay); step size applied later."""
+  parts = []
+  if cfg.max_grad_norm > 0:
+    parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
+  if cfg.name in (Optimizer.ADAMW, Optimizer.ADAM):
+    parts.append(optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
+  if cfg.name is Optimizer.ADAMW and cfg.weight_decay > 0:
+    parts.append(optax.add_decayed_weights(cfg.weight_decay))
+  return OptimizerDef(tx=optax.chain(*parts), schedule=unit_schedule(cfg, total_steps))
+
+
+def apply_updates(opt: OptimizerDef, params, opt_state, grads, step, lr):
+  """One optimizer step with the traced peak ``lr``; returns ``(params, opt_state, metrics)``."""
+  updates, opt_state = opt.tx.update(grads, opt_state, params)
+  scale = -jnp.asarray(lr, jnp.float32) * opt.schedule(step)
+  params = jax.tree.map(lambda p, u: (p + scale * u).astype(p.dtype), params, updates)
+  metrics = {"grad_norm": optax.tree.norm(grads), "lr": -scale}
+  return params, opt_state, metrics
+
+
+def init_train_state(opt: OptimizerDef, params, seed: int, value_params=None) -> TrainState:
+  rng = jax.random.PRNGKey(seed)
+  return TrainState(
+      params=params, opt_state=opt.tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng,
+      value_params=value_params,
+      value_opt_state=None if value_params is None else opt.tx.init(value_params))

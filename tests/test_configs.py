@@ -1,0 +1,112 @@
+"""Every config in configs/ loads and validates; bad inputs fail before compilation."""
+
+import glob
+import importlib.util
+import os
+
+import jax
+import pytest
+
+from rlx import config as rlx_config
+from rlx import models
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
+CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+PAPER_CONFIGS = ["grpo_qwen25_math_7b", "dapo_qwen25_math_7b", "dr_grpo_qwen25_math_7b",
+                 "thinkprune_r1_distill_1p5b"]
+ALGORITHMS = ["sft", "grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp",
+              "reinforce_pp_baseline", "remax", "ppo"]
+
+
+def load(name):
+  path = os.path.join(CONFIG_DIR, f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def is_paper(name):
+  return name in PAPER_CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.basename(p)[:-3])
+def test_every_config_validates(path):
+  name = os.path.basename(path)[:-3]
+  run = rlx_config.validate(load(name), check_paths=not is_paper(name))
+  assert run.num_steps >= 0
+
+
+def test_one_config_per_algorithm_and_quickstart():
+  names = {os.path.basename(p)[:-3] for p in CONFIG_FILES}
+  assert {"quickstart", *ALGORITHMS, *PAPER_CONFIGS} <= names
+  for a in ALGORITHMS:
+    assert rlx_config.validate(load(a)).algo.name.value == a
+
+
+def test_quickstart_warm_starts_then_grpo():
+  run = rlx_config.validate(load("quickstart"))
+  assert run.warm_start.sft_steps > 0 and run.algo.name is rlx_config.Algorithm.GRPO
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_build_abstract_models(name):
+  run = rlx_config.validate(load(name), check_paths=False)
+  model_config = run.model.model_config()
+  _, params = models.abstract(model_config)  # eval_shape: no memory
+  n = sum(x.size for x in jax.tree.leaves(params))
+  expected = {"thinkprune_r1_distill_1p5b": 1.78e9}.get(name, 7.6e9)
+  assert abs(n - expected) / expected < 0.03, n
+
+
+def test_paper_config_with_missing_model_dir_fails():
+  cfg = load("grpo_qwen25_math_7b")
+  with pytest.raises(rlx_config.ConfigError, match=r"config\.model\.path=.*does not exist"):
+    rlx_config.validate(cfg)
+
+
+def bad(**changes):
+  cfg = load("grpo")
+  for dotted, value in changes.items():
+    section, field = dotted.split("__")
+    setattr(getattr(cfg, section), field, value)
+  return cfg
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(algo__name="grpoo"), r"config\.algo\.name='grpoo': unknown value; allowed values: .*'dr_grpo'"),
+    (dict(optim__learning_rate=-1e-3), r"config\.optim\.learning_rate=-0\.001: must be > 0"),
+    (dict(algo__batch_size=30, algo__group_size=8),
+     r"config\.algo\.group_size=8: must divide algo\.batch_size=30.*set algo\.batch_size to 24"),
+    (dict(checkpoint__init_from="/no/such/dir"),
+     r"config\.checkpoint\.init_from='/no/such/dir': checkpoint directory does not exist"),
+    (dict(model__path="/no/such/model"), r"config\.model\.path='/no/such/model': checkpoint directory"),
+    (dict(rewards__name="math_anwser"),
+     r"config\.rewards\.name='math_anwser': unknown reward; allowed values: .*'math_answer'"),
+    (dict(algo__aggregation="token-sum"), r"config\.algo\.aggregation='token-sum'.*'token-mean'"),
+    (dict(algo__estimator="grpo2"), r"config\.algo\.estimator='grpo2'.*'rloo'"),
+    (dict(algo__policy_loss="trpo"), r"config\.algo\.policy_loss='trpo'.*'cispo'"),
+    (dict(algo__kl_estimator="k4"), r"config\.algo\.kl_estimator='k4'.*'k3'"),
+    (dict(algo__kl_placement="both"), r"config\.algo\.kl_placement='both'.*'reward'"),
+    (dict(algo__micro_batch_size=5), r"config\.algo\.micro_batch_size=5: must divide"),
+    (dict(optim__schedule="exp"), r"config\.optim\.schedule='exp'.*'cosine'"),
+    (dict(data__task="chess"), r"config\.data\.task='chess': unknown task"),
+    (dict(algo__estimator="gae"), r"config\.algo\.estimator='gae'.*algo\.name='ppo'"),
+])
+def test_bad_input_fails_with_field_value_and_fix(changes, message):
+  with pytest.raises(rlx_config.ConfigError, match=message):
+    rlx_config.validate(bad(**changes))
+
+
+def test_unknown_field_is_named():
+  cfg = load("grpo")
+  cfg.algo.unlock()
+  cfg.algo.betta = 0.1
+  with pytest.raises(rlx_config.ConfigError, match=r"config\.algo\.betta: unknown field"):
+    rlx_config.validate(cfg)
+
+
+def test_run_config_is_frozen():
+  run = rlx_config.validate(load("grpo"))
+  with pytest.raises(Exception):
+    run.algo.beta = 1.0  # type: ignore[misc]
