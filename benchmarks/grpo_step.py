@@ -1,0 +1,129 @@
+"""One full GRPO step on CPU: sampling, old and reference log-probs, advantages, update.
+
+    python benchmarks/grpo_step.py [--record]
+
+The 12.6M-parameter reference model of the sampling benchmark (vocab 8192, d 384, 6 layers,
+6 heads, 2 kv heads, tied embeddings); 4 prompts × 8 samples, 64 prompt tokens, 64 new tokens
+(no stop token, so every row generates 64), β = 0.04 with k3 KL in the loss (a reference model
+is kept), token-mean, one epoch of one minibatch: the configuration of ``configs/grpo.py`` with
+those sizes. Rewards are a cheap host function of the tokens (the reward library is not what is
+timed). Each phase is timed separately with ``block_until_ready`` after a warm-up step.
+
+FLOPs per phase (hardware FLOPs of what the code runs, ``rlx.models.flops_per_token``):
+sampling = prefill of 32×64 tokens + 64 decode steps (attention over the cache slots filled);
+log-probs = two forward passes (old and reference) over 32×128 tokens; update = forward +
+backward ≈ 3 forward passes over 32×128 tokens. Achieved FLOP/s is compared with the float32
+2048×2048 matmul peak measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import common  # noqa: E402
+from sampling import CONFIG  # noqa: E402  (the 12.6M reference model)
+
+import rlx.models as M  # noqa: E402
+from rlx import config as rlx_config  # noqa: E402
+from rlx.algorithms import grpo  # noqa: E402
+from rlx.runtime.state import init_train_state, make_optimizer  # noqa: E402
+from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
+
+PROMPTS, GROUP, PROMPT_LEN, NEW = 4, 8, 64, 64
+BATCH = PROMPTS * GROUP
+
+
+def run_config():
+  cfg = rlx_config.default_config()
+  rlx_config.synthetic_defaults(cfg)
+  rlx_config.apply_algorithm(cfg, "grpo")
+  cfg.algo.batch_size, cfg.algo.group_size = BATCH, GROUP
+  cfg.algo.beta, cfg.algo.kl_placement, cfg.algo.kl_estimator = 0.04, "loss", "k3"
+  return rlx_config.validate(cfg, check_paths=False)
+
+
+def phase_flops():
+  f = M.flops_per_token
+  sampling = BATCH * (PROMPT_LEN * f(CONFIG, PROMPT_LEN)
+                      + sum(f(CONFIG, PROMPT_LEN + t + 1) for t in range(NEW)))
+  forward = BATCH * (PROMPT_LEN + NEW) * f(CONFIG, PROMPT_LEN + NEW)
+  return {"sampling": sampling, "old+ref log-probs": 2 * forward, "update": 3 * forward}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--steps", type=int, default=3)
+  parser.add_argument("--record", action="store_true")
+  args = parser.parse_args()
+  run = run_config()
+  algo = run.algo
+  graphdef, params = M.init_params(CONFIG, seed=0)
+  ref_params = jax.tree.map(lambda x: x.copy(), params)
+  opt = make_optimizer(run.optim, 1000)
+  state = init_train_state(opt, params, 0)
+  prep = grpo.make_prepare(graphdef, CONFIG, grpo.PrepareSpec.from_config(algo))
+  update = grpo.make_grpo_update(graphdef, CONFIG, opt, grpo.GRPOSpec.from_config(algo))
+  prep_hp = grpo.PrepareHyper.create(beta=algo.beta, temperature=1.0)
+  hp = grpo.hyper_from_config(algo, run.optim.learning_rate, 1.0)
+  rng = np.random.default_rng(0)
+  prompts = rng.integers(3, CONFIG.vocab_size, (PROMPTS, PROMPT_LEN)).astype(np.int32)
+  sp = SamplingParams(temperature=1.0, max_new_tokens=NEW, n=GROUP)
+  buckets = Buckets(prompt_lengths=(PROMPT_LEN,), batch_sizes=(BATCH,), new_tokens=(NEW,))
+
+  def step(state, key):
+    times = {}
+    t0 = time.perf_counter()
+    r = sample(graphdef, state.params, prompts, np.ones_like(prompts), sp, key, buckets=buckets)
+    tokens = np.asarray(r.completion_tokens)  # the one planned device→host transfer
+    times["sampling"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rewards = (tokens % 2 == 0).mean(axis=1).astype(np.float32)  # a cheap host reward
+    batch, _ = prep(state.params, ref_params, r.prompt_tokens, r.prompt_mask, r.completion_tokens,
+                    r.completion_mask, r.completion_mask, r.logprobs, rewards, r.group_ids,
+                    np.zeros_like(rewards), prep_hp)
+    jax.block_until_ready(batch)
+    times["old+ref log-probs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state, metrics = update(state, batch, hp)
+    jax.block_until_ready(metrics)
+    times["update"] = time.perf_counter() - t0
+    return state, times
+
+  peak = common.matmul_peak()
+  state, _ = step(state, jax.random.key(0))  # compile everything
+  all_times = []
+  for i in range(args.steps):
+    state, times = step(state, jax.random.key(i + 1))
+    all_times.append(times)
+  peak = max(peak, common.matmul_peak())
+  med = {k: float(np.median([t[k] for t in all_times])) for k in all_times[0]}
+  flops = phase_flops()
+  total_s, total_f = sum(med.values()), sum(flops.values())
+  print(f"GRPO step, {M.count_params(CONFIG) / 1e6:.1f}M params, {PROMPTS} prompts x {GROUP} "
+        f"samples, {PROMPT_LEN}+{NEW} tokens, beta {algo.beta}; matmul peak {peak / 1e9:.1f} GFLOP/s")
+  print("| phase | seconds | GFLOP | GFLOP/s | % of peak |\n|---|---|---|---|---|")
+  for k in med:
+    print(f"| {k} | {med[k]:.3f} | {flops[k] / 1e9:.1f} | {flops[k] / med[k] / 1e9:.1f} | "
+          f"{100 * flops[k] / med[k] / peak:.0f}% |")
+  print(f"| total | {total_s:.3f} | {total_f / 1e9:.1f} | {total_f / total_s / 1e9:.1f} | "
+        f"{100 * total_f / total_s / peak:.0f}% |")
+  if args.record:
+    common.append_rows(
+        "## GRPO step (benchmarks/grpo_step.py)",
+        "| date | commit | machine | step s | sampling s | log-probs s | update s | GFLOP | "
+        "GFLOP/s | peak GFLOP/s | % of peak |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | {total_s:.2f} | "
+         f"{med['sampling']:.2f} | {med['old+ref log-probs']:.2f} | {med['update']:.2f} | "
+         f"{total_f / 1e9:.0f} | {total_f / total_s / 1e9:.1f} | {peak / 1e9:.1f} | "
+         f"{100 * total_f / total_s / peak:.0f}% |"])
+
+
+if __name__ == "__main__":
+  main()
