@@ -1,4 +1,4 @@
-"""Execute the repository's notebooks (used by the tests and by the pre-training quickstart)."""
+"""Execute the repository's notebooks (used by the tests)."""
 
 from __future__ import annotations
 
