@@ -16,31 +16,41 @@ from rlx.runtime.run import build, train
 from tests.test_configs import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 80
-OVERRIDES = [f"--config.num_steps={STEPS}", "--config.checkpoint.every_steps=1000",
-             "--config.algo.batch_size=8", "--config.algo.micro_batch_size=4",
-             "--config.model.d_model=32", "--config.model.n_layers=1",
-             "--config.logging.stdout=False"]
+STEPS = {"sft": 80, "grpo": 12}
+COMMON = {"checkpoint.every_steps": 1000, "model.d_model": 32, "model.n_layers": 1,
+          "logging.stdout": False}
+SMALL = {
+    "sft": {"algo.batch_size": 8, "algo.micro_batch_size": 4},
+    # RL: 2 prompts × 4 samples, short completions, held-out eval on 8 problems at start and end.
+    # The untrained model never solves the task, so the reward is the seeded Bernoulli(0.5)
+    # "random" reward: nonzero advantages, real updates, reproducible per step.
+    "grpo": {"algo.batch_size": 8, "algo.group_size": 4, "sampling.max_new_tokens": 16,
+             "eval.num_examples": 8, "eval.num_samples": 2, "rewards.name": "random"},
+}
 
 
-def small_sft_config():
-  cfg = load("sft")
-  cfg.num_steps = STEPS
-  cfg.checkpoint.every_steps = 1000
-  cfg.algo.batch_size = 8
-  cfg.algo.micro_batch_size = 4
-  cfg.model.d_model = 32
-  cfg.model.n_layers = 1
-  cfg.logging.stdout = False
+def overrides(name):
+  return {"num_steps": STEPS[name], **COMMON, **SMALL[name]}
+
+
+def small_config(name):
+  cfg = load(name)
+  for field, value in overrides(name).items():
+    node = cfg
+    *path, leaf = field.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = value
   return cfg
 
 
-def cli(workdir, *extra):
-  return [sys.executable, "-m", "rlx.train", "--config", os.path.join(ROOT, "configs", "sft.py"),
-          "--workdir", str(workdir), *OVERRIDES, *extra]
+def cli(workdir, name="sft", *extra):
+  flags = [f"--config.{k}={v}" for k, v in overrides(name).items()]
+  return [sys.executable, "-m", "rlx.train", "--config", os.path.join(ROOT, "configs", f"{name}.py"),
+          "--workdir", str(workdir), *flags, *extra]
 
 
-def wait_for_step(path, step, proc, timeout=120):
+def wait_for_step(path, step, proc, timeout=180):
   start = time.time()
   while time.time() - start < timeout:
     if proc.poll() is not None:
@@ -53,13 +63,17 @@ def wait_for_step(path, step, proc, timeout=120):
   return False
 
 
-def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("name,stop_at", [("sft", 10), ("grpo", 4)])
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, name, stop_at):
+  """Stop with SIGTERM at step k, rerun the same command: the final parameters equal those of an
+  uninterrupted run (same data order, sampler keys, optimizer state). GRPO: the RL phase."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
+  steps = STEPS[name]
   interrupted = tmp_path / "interrupted"
-  proc = subprocess.Popen(cli(interrupted), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+  proc = subprocess.Popen(cli(interrupted, name), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   try:
-    assert wait_for_step(interrupted / "metrics.jsonl", 10, proc), proc.communicate()[0][-3000:]
+    assert wait_for_step(interrupted / "metrics.jsonl", stop_at, proc), proc.communicate()[0][-3000:]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
   finally:
@@ -67,30 +81,30 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
       proc.kill()
   assert proc.returncode == 0, out[-3000:]
   ckpts = sorted(int(p) for p in os.listdir(interrupted / "checkpoints") if p.isdigit())
-  assert ckpts and 10 <= ckpts[-1] < STEPS, ckpts  # stopped mid-run, checkpointed at step k
+  assert ckpts and stop_at <= ckpts[-1] < steps, ckpts  # stopped mid-run, checkpointed at step k
 
   # Restart with the same command: resumes from step k and finishes.
-  done = subprocess.run(cli(interrupted), cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=120)
+  done = subprocess.run(cli(interrupted, name), cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=180)
   assert done.returncode == 0, done.stderr[-3000:]
-  steps = [r["step"] for r in read_metrics(interrupted / "metrics.jsonl")]
-  assert steps[-1] == STEPS and ckpts[-1] + 1 in steps
+  logged = [r["step"] for r in read_metrics(interrupted / "metrics.jsonl")]
+  assert logged[-1] == steps and ckpts[-1] + 1 in logged
 
-  reference = train(small_sft_config(), str(tmp_path / "uninterrupted"))
-  like = build(small_sft_config(), str(tmp_path / "scratch")).init_params
-  resumed = restore_params(str(interrupted / "checkpoints"), like, step=STEPS)
+  reference = train(small_config(name), str(tmp_path / "uninterrupted"))
+  like = build(small_config(name), str(tmp_path / "scratch")).init_params
+  resumed = restore_params(str(interrupted / "checkpoints"), like, step=steps)
   for a, b in zip(jax.tree.leaves(reference["params"]), jax.tree.leaves(resumed)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
 
 
 def test_override_of_unknown_field_fails(tmp_path):
-  out = subprocess.run(cli(tmp_path, "--config.algo.betta=0.1"), cwd=ROOT, capture_output=True,
+  out = subprocess.run(cli(tmp_path, "sft", "--config.algo.betta=0.1"), cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
   assert out.returncode != 0 and "betta" in out.stderr
 
 
 def test_bad_value_fails_before_compilation(tmp_path):
-  out = subprocess.run(cli(tmp_path, "--config.optim.learning_rate=-0.1"), cwd=ROOT,
+  out = subprocess.run(cli(tmp_path, "sft", "--config.optim.learning_rate=-0.1"), cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
   assert out.returncode != 0
   assert "config.optim.learning_rate=-0.1: must be > 0" in out.stderr
