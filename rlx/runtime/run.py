@@ -24,6 +24,7 @@ from rlx.data import (ChatFormat, ExampleIterator, JsonlSource, PlainFormat, Tas
                       load_task_tokenizer, make_sft_batch)
 from rlx.runtime.checkpoint import Checkpointer, restore_params
 from rlx.runtime.metrics import MetricsWriter
+from rlx.runtime.plots import plot_learning_curves
 from rlx.runtime.preemption import PreemptionGuard
 from rlx.runtime.state import init_train_state, make_optimizer
 
@@ -169,6 +170,18 @@ def eval_table(evals: list[dict]) -> str:
 # The run.
 
 
+def export(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str, out: str,
+           step: int | None = None) -> str:
+  """Write the policy of ``workdir``'s checkpoint (the latest, or ``step``) as a Hugging Face
+  checkpoint directory ``out`` (config.json + safetensors), loadable by transformers and by
+  ``rlx.models.load_hf``. ``cfg`` is the run's config (it defines the architecture)."""
+  setup = build(cfg, os.path.join(workdir, ".export"))
+  params = restore_params(os.path.join(workdir, "checkpoints"), setup.init_params, step=step)
+  models.save_hf(out, setup.model_config, params)
+  setup.checkpointer.close()
+  return out
+
+
 def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -> dict:
   """Run (or resume) the config's training in ``workdir``; returns a summary dict.
 
@@ -212,6 +225,12 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
       elif sft_done and host is not None:
         params = restore_params(ckpt.directory, params, step=latest)
       summary["params"] = params
+      if jax.process_index() == 0:
+        setup.writer.flush()
+        summary["plots"] = plot_learning_curves(os.path.join(workdir, "metrics.jsonl"),
+                                                os.path.join(workdir, "plots", "learning_curves.png"))
+        if summary["plots"] and run.logging.stdout:
+          print(f"plots: {summary['plots']}", flush=True)
       return summary
     finally:
       setup.writer.flush()
