@@ -2,7 +2,9 @@
 
 ``push(step, metrics)`` takes the *device* metrics of step N and writes step N−1's, whose values
 are ready by then, so the host never waits for the device inside the loop (maxtext's pattern).
-``flush()`` writes the last pending step.
+``flush()`` writes the last pending step. With ``total_steps`` set, stdout shows a progress line
+(step, percent, elapsed, ETA and the key metrics) about every 1% of the run instead of every
+record; the JSONL file always gets every record.
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ import time
 
 import jax
 import numpy as np
+
+
+# Shown on the progress line when a record has them.
+KEY_METRICS = ("loss", "loss/total", "reward/mean", "eval/greedy_accuracy", "eval/pass@1",
+               "rollout/length", "kl/rollout", "entropy")
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 def _to_python(x):
@@ -33,6 +47,8 @@ class MetricsWriter:
       os.makedirs(workdir, exist_ok=True)
     self._pending: tuple[int, dict, dict] | None = None
     self._start = time.time()
+    self.total_steps: int | None = None  # set by the run: enables the progress line
+    self._first: tuple[int, float] | None = None  # (step, time) of the first record written
 
   def push(self, step: int, metrics: dict, host_metrics: dict | None = None) -> None:
     """Queue step ``step``'s device metrics; write the previously queued step."""
@@ -59,10 +75,30 @@ class MetricsWriter:
     if self.path:
       with open(self.path, "a") as f:
         f.write(json.dumps(record) + "\n")
+    if self._first is None:
+      self._first = (step, time.time())
     if self.stdout:
-      shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in record.items() if isinstance(v, (int, float)))
-      print(shown, file=sys.stdout, flush=True)
+      self._print(record, force)
+
+  def _print(self, record: dict, force: bool) -> None:
+    fmt = lambda k, v: f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+    step, total = record["step"], self.total_steps
+    if not total:
+      print(" ".join(fmt(k, v) for k, v in record.items() if isinstance(v, (int, float))),
+            file=sys.stdout, flush=True)
+      return
+    if not force and step % max(total // 100, 1) and step != total:
+      return
+    first_step, first_time = self._first
+    elapsed = time.time() - first_time
+    done = max(step - first_step, 1)
+    eta = elapsed / done * (total - step) if step > first_step else float("nan")
+    shown = " ".join(fmt(k, record[k]) for k in KEY_METRICS
+                     if isinstance(record.get(k), (int, float)))
+    eta_text = _duration(eta) if eta == eta else "?"
+    print(f"[{step:>{len(str(total))}}/{total} {100 * step // total:3d}%] "
+          f"{_duration(time.time() - self._start)} elapsed, ETA {eta_text} | {shown}",
+          file=sys.stdout, flush=True)
 
 
 def read_metrics(path: str) -> list[dict]:

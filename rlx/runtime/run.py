@@ -195,6 +195,8 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
   summary: dict[str, Any] = {"workdir": workdir, "resumed_from": latest, "preempted": False}
   params = setup.init_params
   sft_phase = sft_phase_of(run)
+  setup.writer.total_steps = (sft_phase.steps if sft_phase is not None else 0) + (
+      run.num_steps if run.is_rl else 0)
   with setup.guard:
     try:
       sft_done = sft_phase is None or (host is not None and (

@@ -102,3 +102,18 @@ def test_metrics_are_written_one_step_late(tmp_path):
   w.flush()
   records = read_metrics(tmp_path / "metrics.jsonl")
   assert [r["loss"] for r in records] == [1.0, 0.5] and records[1]["phase"] == "sft"
+
+
+def test_progress_line_shows_step_percent_eta_and_key_metrics(tmp_path, capsys):
+  from rlx.runtime.metrics import read_metrics
+
+  writer = MetricsWriter(str(tmp_path), stdout=True)
+  writer.total_steps = 200
+  for step in range(1, 201):
+    writer.push(step, {"reward/mean": np.float32(step / 200), "grad_norm": np.float32(1.0)})
+  writer.flush()
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[")]
+  assert len(lines) == 100  # about every 1% of the run, not every record
+  assert lines[-1].startswith("[200/200 100%]") and "ETA" in lines[-1]
+  assert "reward/mean=1" in lines[-1] and "grad_norm" not in lines[-1]
+  assert len(read_metrics(tmp_path / "metrics.jsonl")) == 200  # the file keeps every record
