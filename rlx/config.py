@@ -201,7 +201,8 @@ def default_config() -> ml_collections.ConfigDict:
   # --- logging ------------------------------------------------------------------------------
   c.logging = g = ml_collections.ConfigDict()
   g.every_steps = 1  # write metrics every N steps (fetched one step late)
-  g.stdout = True  # also print them
+  g.stdout = True  # also print them (a progress line about every 1% of the run)
+  g.tensorboard = True  # also write TensorBoard event files to WORKDIR/tensorboard
   return c
 
 
@@ -363,6 +364,7 @@ class EvalSection:
 class LoggingSection:
   every_steps: int
   stdout: bool
+  tensorboard: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ def _to_python(x):
 class MetricsWriter:
 
   def __init__(self, workdir: str | None, *, stdout: bool = True, every_steps: int = 1,
-               filename: str = "metrics.jsonl"):
+               filename: str = "metrics.jsonl", tensorboard: bool = False):
     self.enabled = jax.process_index() == 0
     self.stdout = stdout
     self.every_steps = max(int(every_steps), 1)
@@ -49,6 +49,11 @@ class MetricsWriter:
     self._start = time.time()
     self.total_steps: int | None = None  # set by the run: enables the progress line
     self._first: tuple[int, float] | None = None  # (step, time) of the first record written
+    self._tb = None
+    if self.enabled and workdir and tensorboard:
+      from tensorboardX import SummaryWriter  # event files without TensorFlow
+
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
 
   def push(self, step: int, metrics: dict, host_metrics: dict | None = None) -> None:
     """Queue step ``step``'s device metrics; write the previously queued step."""
@@ -60,6 +65,8 @@ class MetricsWriter:
     if self._pending is not None:
       self._write(*self._pending)
       self._pending = None
+    if self._tb is not None:
+      self._tb.flush()
 
   def write_now(self, step: int, metrics: dict) -> None:
     """Write host-side metrics immediately (evaluations, run summaries)."""
@@ -75,6 +82,12 @@ class MetricsWriter:
     if self.path:
       with open(self.path, "a") as f:
         f.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      for k, v in record.items():
+        if k != "step" and isinstance(v, (int, float)):
+          self._tb.add_scalar(k, v, step)
+        elif isinstance(v, str) and k.endswith("sample"):  # sample completions at each eval
+          self._tb.add_text(k, v, step)
     if self._first is None:
       self._first = (step, time.time())
     if self.stdout:

@@ -90,7 +90,7 @@ def build(cfg, workdir: str) -> Setup:
       tokenizer=tokenizer, formatter=formatter, train_source=train_source,
       eval_source=eval_source,
       checkpointer=Checkpointer(os.path.join(workdir, "checkpoints"), keep=run.checkpoint.keep),
-      writer=MetricsWriter(workdir, stdout=run.logging.stdout,
+      writer=MetricsWriter(workdir, stdout=run.logging.stdout, tensorboard=run.logging.tensorboard,
                            every_steps=run.logging.every_steps),
       guard=PreemptionGuard())
 
