@@ -555,6 +555,22 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   elif name is not Algorithm.SFT:
     _check(algo.estimator is not core.AdvantageEstimator.GAE, "algo.estimator", "gae",
            "'gae' needs a value network: use algo.name='ppo'")
+  group_estimators = (core.AdvantageEstimator.GRPO, core.AdvantageEstimator.DR_GRPO,
+                      core.AdvantageEstimator.RLOO, core.AdvantageEstimator.GRPO_PASSK,
+                      core.AdvantageEstimator.OPO, core.AdvantageEstimator.REINFORCE_PP_BASELINE)
+  if name is not Algorithm.SFT and algo.group_size < 2:
+    _check(algo.estimator not in group_estimators, "algo.group_size", algo.group_size,
+           f"estimator {algo.estimator.value!r} compares samples within a group: every advantage "
+           "would be 0 with one sample per prompt; set algo.group_size >= 2")
+    _check(algo.filter is FilterKind.NONE, "algo.group_size", algo.group_size,
+           f"filter {algo.filter.value!r} keeps groups by their reward spread: set "
+           "algo.group_size >= 2 or algo.filter='none'")
+  if name is not Algorithm.SFT and algo.adaptive_kl:
+    _check(algo.kl_placement is not KLPlacement.NONE and algo.beta > 0, "algo.adaptive_kl", True,
+           "the adaptive KL controller needs a KL term: set algo.kl_placement to 'loss' or "
+           "'reward' and algo.beta > 0 (the initial β)")
+    _check(algo.kl_target > 0 and algo.kl_horizon > 0, "algo.kl_target",
+           (algo.kl_target, algo.kl_horizon), "adaptive KL needs kl_target > 0 and kl_horizon > 0")
   if name is Algorithm.REMAX:
     _check(algo.estimator is core.AdvantageEstimator.REMAX, "algo.estimator",
            algo.estimator.value, "ReMax uses the 'remax' estimator (greedy-rollout baseline)")

@@ -110,3 +110,18 @@ def test_run_config_is_frozen():
   run = rlx_config.validate(load("grpo"))
   with pytest.raises(Exception):
     run.algo.beta = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"algo.group_size": 1, "algo.batch_size": 8}, "algo.group_size"),  # grpo needs a group
+    ({"algo.adaptive_kl": True, "algo.kl_placement": "none"}, "algo.adaptive_kl"),
+    ({"algo.adaptive_kl": True, "algo.kl_placement": "loss", "algo.kl_target": 0.0},
+     "algo.kl_target"),
+])
+def test_settings_that_would_fail_or_train_nothing_are_rejected(overrides, field):
+  cfg = load("grpo")
+  for key, value in overrides.items():
+    section, name = key.split(".")
+    cfg[section][name] = value
+  with pytest.raises(rlx_config.ConfigError, match=field.replace(".", r"\.")):
+    rlx_config.validate(cfg, check_paths=False)

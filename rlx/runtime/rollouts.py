@@ -43,8 +43,11 @@ class RewardFn:
       from rlx.rewards import get_reward
       self.reward = get_reward(run.rewards.name, **dict(run.rewards.kwargs))
 
-  def __call__(self, examples, texts, rollout: dict, step: int):
-    """Returns ``(scores [R], sample_mask [R], metrics)`` for rollout rows over ``examples``."""
+  def __call__(self, examples, texts, rollout: dict, step: int, *, shaped: bool = True):
+    """Returns ``(scores [R], sample_mask [R], metrics)`` for rollout rows over ``examples``.
+
+    ``shaped=False`` returns the reward without DAPO's length penalty (evaluation counts a
+    correct long answer as correct)."""
     finish = rollout["finish_reason"]
     if self.reward is None:
       scores = np.array([verify(ex.task, t, ex.answer) for ex, t in zip(examples, texts)],
@@ -64,7 +67,7 @@ class RewardFn:
           out.sample_mask, np.float32)
     metrics = {"reward/correct": float(np.mean(scores))}
     r = self.run.rewards
-    if r.overlong_buffer > 0:
+    if r.overlong_buffer > 0 and shaped:
       from rlx.rewards import dapo_overlong_penalty
       penalty = dapo_overlong_penalty(rollout["lengths"], self.run.sampling.max_new_tokens,
                                       r.overlong_buffer)
@@ -181,13 +184,14 @@ def evaluate(setup, params, key) -> dict[str, float]:
   out = {}
   greedy = sample_groups(setup, params, examples, key, n=1, greedy=True)
   texts = decode(setup.tokenizer, greedy["completion_tokens"], greedy["lengths"])
-  scores, _, _ = reward_fn(examples, texts, greedy, 0)
+  scores, _, _ = reward_fn(examples, texts, greedy, 0, shaped=False)
   out["eval/greedy_accuracy"] = float(np.mean(scores >= 1.0))
   k = run.eval.num_samples
   sampled = sample_groups(setup, params, examples, jax.random.fold_in(key, 1), n=k,
                           temperature=run.eval.temperature)
   texts = decode(setup.tokenizer, sampled["completion_tokens"], sampled["lengths"])
-  scores, _, _ = reward_fn([ex for ex in examples for _ in range(k)], texts, sampled, 0)
+  scores, _, _ = reward_fn([ex for ex in examples for _ in range(k)], texts, sampled, 0,
+                           shaped=False)
   correct = (scores >= 1.0).reshape(n_eval, k)
   out["eval/pass@1"] = float(np.mean(correct))
   out[f"eval/pass@{k}"] = float(np.mean(correct.any(axis=1)))
