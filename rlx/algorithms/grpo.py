@@ -291,6 +291,21 @@ def advantages(spec: PrepareSpec, rewards, token_rewards, group_ids, greedy_rewa
   raise ValueError(f"estimator {est.value!r} needs a value network (use the PPO update)")
 
 
+def reference_kl(spec: PrepareSpec, old, ref, token_rewards, mask, hp: PrepareHyper):
+  """KL to the reference where the spec keeps one: ``(token rewards, kl | None, metrics)``.
+
+  With KL in the reward, ``R_t ← R_t − β·kl_t`` (ALGORITHMS.md §3); ``kl/rollout`` is the adaptive
+  controller's statistic. Shared by the GRPO-family and PPO preparation.
+  """
+  if not spec.use_reference:
+    return token_rewards, None, {}
+  kl = core.kl_penalty(old, ref, mask, spec.kl_estimator)
+  metrics = {"kl/rollout": core.sequence_mean_kl(kl, mask)}
+  if spec.kl_placement is KLPlacement.REWARD:
+    token_rewards, _ = core.kl_in_reward(token_rewards, old, ref, mask, hp.beta, spec.kl_estimator)
+  return token_rewards, kl, metrics
+
+
 def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec):
   """Compiled ``(params, ref_params, rollout arrays, rewards, ...) -> (TrainBatch, metrics)``.
 
@@ -313,12 +328,10 @@ def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec):
     r = jnp.asarray(rewards, jnp.float32)
     token_r = core.scalar_to_token_rewards(r, m)
     metrics = {"reward/mean": jnp.mean(r)}
-    if spec.use_reference:
-      kl = core.kl_penalty(old, ref, m, spec.kl_estimator)
-      metrics["kl/rollout"] = core.sequence_mean_kl(kl, m)
-      if spec.kl_placement is KLPlacement.REWARD:
-        token_r, _ = core.kl_in_reward(token_r, old, ref, m, hp.beta, spec.kl_estimator)
-        r = r - hp.beta * core.masked_sum(kl, m, axis=-1)
+    token_r, kl, kl_metrics = reference_kl(spec, old, ref, token_r, m, hp)
+    metrics.update(kl_metrics)
+    if kl is not None and spec.kl_placement is KLPlacement.REWARD:
+      r = r - hp.beta * core.masked_sum(kl, m, axis=-1)  # outcome estimators see Σ_t of it
     adv = advantages(spec, r, token_r, group_ids, greedy_rewards, m, hp)
     weights = core.truncated_importance_weights(old, sampler_logprobs, m, hp.tis_cap) \
         if spec.tis else jnp.ones_like(m)

@@ -20,8 +20,8 @@ from rlx import core
 from rlx import models
 from rlx.algorithms.common import positions_from_mask
 from rlx.algorithms.grpo import (GRPOSpec, Hyper, PrepareHyper, PrepareSpec, TrainBatch,
-                                 minibatch_gradients, micro_loss, target_logprobs)
-from rlx.config import KLPlacement
+                                 minibatch_gradients, micro_loss, reference_kl,
+                                 target_logprobs)
 from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
 
 
@@ -118,11 +118,8 @@ def make_ppo_prepare(graphdef, value_graphdef, config: models.ModelConfig, spec:
     r = jnp.asarray(rewards, jnp.float32)
     token_r = core.scalar_to_token_rewards(r, m) + jnp.asarray(token_rewards, jnp.float32) * m
     metrics = {"reward/mean": jnp.mean(r)}
-    if spec.use_reference:
-      kl = core.kl_penalty(old, ref, m, spec.kl_estimator)
-      metrics["kl/rollout"] = core.sequence_mean_kl(kl, m)
-      if spec.kl_placement is KLPlacement.REWARD:
-        token_r, _ = core.kl_in_reward(token_r, old, ref, m, hp.beta, spec.kl_estimator)
+    token_r, _, kl_metrics = reference_kl(spec, old, ref, token_r, m, hp)
+    metrics.update(kl_metrics)
     adv, returns = core.gae_advantages(token_r, values, m, hp.gamma, lam)
     metrics["advantage/mean"] = core.masked_mean(adv, m)
     metrics["value/mean"] = core.masked_mean(values, m)
