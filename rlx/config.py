@@ -103,12 +103,17 @@ def default_config() -> ml_collections.ConfigDict:
 
   # --- data ---------------------------------------------------------------------------------
   c.data = d = ml_collections.ConfigDict()
-  d.source = "task"  # "task" (synthetic, rlx.data.TASKS) or "jsonl" (d.path)
+  d.source = "task"  # "task" (synthetic, rlx.data.TASKS), "jsonl" or "parquet" (d.path)
   d.task = "calculation"  # synthetic task name (rlx.data.TASKS)
   d.difficulty = (1,)  # task difficulties, drawn per example
   d.train_size = 100_000  # examples in one epoch of the training split
   d.eval_size = 256  # held-out examples (the split continues the stream after train_size)
-  d.path = ""  # jsonl source: the file
+  d.path = ""  # jsonl/parquet source: the training file
+  d.eval_path = ""  # jsonl/parquet: held-out file ("" = hold out the last eval_size records of path)
+  d.prompt_key = "prompt"  # jsonl/parquet: column with the question
+  d.answer_key = "answer"  # jsonl/parquet: column with the reference answer ("" = none)
+  d.solution_key = ""  # jsonl/parquet: column with a worked solution (SFT target; "" = none)
+  d.answer_fn = ""  # jsonl/parquet: answer column post-processing: "", "gsm8k" (#### x), "boxed"
   d.tokenizer = "task"  # "task" (rlx's 512-piece task tokenizer) or a tokenizer path
   d.prompt_format = "plain"  # plain or chat
   d.max_prompt_len = 64  # prompt tokens P (left-padded to this width)
@@ -148,6 +153,12 @@ def default_config() -> ml_collections.ConfigDict:
   a.filter_lo = 0.0  # balanced: lower pass-rate bound
   a.filter_hi = 1.0  # balanced: upper pass-rate bound
   a.max_refills = 4  # filters: extra sampling rounds before training on what was kept
+  a.laser_alpha = 0.0  # LaSeR auxiliary-loss weight α (0 = off; paper 0.1)
+  a.laser_beta = 0.1  # LaSeR β_v in r_s = β_v·(log π(z | x, y) − c_ref)
+  a.laser_tau = 0.0  # LaSeR advantage mixing τ (0 = off; paper 0.1)
+  a.laser_token = -1  # LaSeR token z (-1 = the last vocabulary id)
+  a.laser_ref = True  # c_ref = the initial policy's log π_ref(z | x, y) per sample (else laser_c_ref)
+  a.laser_c_ref = 0.0  # constant c_ref when laser_ref=False
 
   # --- optimizer ----------------------------------------------------------------------------
   c.optim = o = ml_collections.ConfigDict()
@@ -177,7 +188,8 @@ def default_config() -> ml_collections.ConfigDict:
   r.kwargs = ml_collections.ConfigDict()  # keyword arguments of the registry reward
   r.overlong_buffer = 0  # DAPO soft overlong punishment buffer L_buf (0 = off)
   r.overlong_filter = False  # DAPO overlong filtering: truncated samples get mask 0
-  r.truncated_score = -1.0  # ThinkPrune-style score of a length-truncated sample (-1 = unchanged)
+  r.length_cap = False  # ThinkPrune: a completion that hit max_new_tokens scores truncated_score
+  r.truncated_score = 0.0  # the score of a length-truncated completion under length_cap
 
   # --- warm start (quickstart: SFT before RL) -----------------------------------------------
   c.warm_start = w = ml_collections.ConfigDict()
@@ -197,6 +209,8 @@ def default_config() -> ml_collections.ConfigDict:
   e.num_examples = 64  # held-out prompts per evaluation
   e.num_samples = 4  # k of pass@k / maj@k
   e.temperature = 1.0  # temperature of the sampled evaluation
+  e.reward = "auto"  # what judges correctness: "auto" (task verifier on task data, else the
+  #                    training reward), "task", or a rlx.rewards registry name
 
   # --- logging ------------------------------------------------------------------------------
   c.logging = g = ml_collections.ConfigDict()
@@ -256,6 +270,11 @@ class DataSection:
   max_prompt_len: int
   max_seq_len: int
   shuffle: bool
+  eval_path: str = ""
+  prompt_key: str = "prompt"
+  answer_key: str = "answer"
+  solution_key: str = ""
+  answer_fn: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,6 +310,12 @@ class AlgoSection:
   filter_lo: float
   filter_hi: float
   max_refills: int
+  laser_alpha: float = 0.0
+  laser_beta: float = 0.1
+  laser_tau: float = 0.0
+  laser_token: int = -1
+  laser_ref: bool = True
+  laser_c_ref: float = 0.0
 
   @property
   def num_prompts(self) -> int:
@@ -335,6 +360,7 @@ class RewardsSection:
   kwargs: Mapping[str, Any]
   overlong_buffer: int
   overlong_filter: bool
+  length_cap: bool
   truncated_score: float
 
 
@@ -358,6 +384,7 @@ class EvalSection:
   num_examples: int
   num_samples: int
   temperature: float
+  reward: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -480,8 +507,10 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
 
   # data
   d = dict(_section(cfg, "data"))
-  _check(d.get("source") in ("task", "jsonl"), "data.source", d.get("source"),
-         "allowed values: 'task', 'jsonl'")
+  _check(d.get("source") in ("task", "jsonl", "parquet"), "data.source", d.get("source"),
+         "allowed values: 'task', 'jsonl', 'parquet'")
+  _check(d.get("answer_fn", "") in ("", "gsm8k", "boxed"), "data.answer_fn", d.get("answer_fn"),
+         "allowed values: '', 'gsm8k', 'boxed'")
   if d.get("source") == "task":
     from rlx.data import TASKS
     _check(d.get("task") in TASKS, "data.task", d.get("task"),
@@ -496,7 +525,10 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
         raise ConfigError(f"config.data.difficulty={d.get('difficulty')!r}: {e}") from None
   elif check_paths:
     _check(os.path.isfile(d.get("path", "")), "data.path", d.get("path"),
-           "jsonl file does not exist")
+           f"{d.get('source')} file does not exist")
+    _check(not d.get("eval_path") or os.path.isfile(d["eval_path"]), "data.eval_path",
+           d.get("eval_path"), f"{d.get('source')} file does not exist ('' = hold out the last "
+           "data.eval_size records of data.path)")
   difficulty = d.get("difficulty")
   difficulty = tuple(int(x) for x in (difficulty if isinstance(difficulty, (list, tuple))
                                       else (difficulty,)))
@@ -574,6 +606,16 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   if name is Algorithm.REMAX:
     _check(algo.estimator is core.AdvantageEstimator.REMAX, "algo.estimator",
            algo.estimator.value, "ReMax uses the 'remax' estimator (greedy-rollout baseline)")
+  _non_negative("algo.laser_alpha", algo.laser_alpha)
+  if algo.laser_alpha > 0:
+    _check(name not in (Algorithm.SFT, Algorithm.PPO), "algo.laser_alpha", algo.laser_alpha,
+           "LaSeR's auxiliary loss trains with the GRPO-family update; set it to 0 for "
+           f"algo.name={name.value!r}")
+    _positive("algo.laser_beta", algo.laser_beta)
+    _check(0 <= algo.laser_tau <= 1, "algo.laser_tau", algo.laser_tau, "must be in [0, 1]")
+    _check(-1 <= algo.laser_token < model_config.vocab_size, "algo.laser_token",
+           algo.laser_token, f"must be -1 (the last id) or a token id < model vocab "
+           f"{model_config.vocab_size}")
 
   # optimizer
   o = dict(_section(cfg, "optim"))
@@ -603,6 +645,9 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   names = reward_names()
   _check(r.get("name") in names, "rewards.name", r.get("name"),
          f"unknown reward; allowed values: {_allowed(names)}")
+  _check(not (r.get("name") == TASK_REWARD and data.source != "task"), "rewards.name",
+         r.get("name"), "the 'task' verifier needs data.source='task'; for a file source use a "
+         "registry reward such as 'math_answer' or 'exact_match'")
   _non_negative("rewards.overlong_buffer", r.get("overlong_buffer", 0))
   rewards = _fields(RewardsSection, r, "rewards", kwargs=dict(r.get("kwargs") or {}))
 
@@ -625,6 +670,10 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _non_negative("eval.every_steps", e.get("every_steps", 0))
   _non_negative("eval.num_examples", e.get("num_examples", 0))
   _positive("eval.num_samples", e.get("num_samples", 0), True)
+  _check(e.get("reward", "auto") in ["auto"] + names, "eval.reward", e.get("reward"),
+         f"unknown reward; allowed values: {_allowed(['auto'] + names)}")
+  _check(not (e.get("reward") == TASK_REWARD and data.source != "task"), "eval.reward",
+         e.get("reward"), "the 'task' verifier needs data.source='task'")
   evaluation = _fields(EvalSection, e, "eval")
   lg = dict(_section(cfg, "logging"))
   _positive("logging.every_steps", lg.get("every_steps", 0), True)

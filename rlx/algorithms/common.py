@@ -33,22 +33,24 @@ def unembed_matrix(params, config: models.ModelConfig) -> jax.Array:
 
 def target_logprobs(graphdef, params, config: models.ModelConfig, tokens, attention_mask,
                     num_targets: int, temperature=1.0, *, chunk_size: int = 4096,
-                    with_entropy: bool = False):
+                    with_entropy: bool = False, return_hidden: bool = False):
   """Log-probs ``[B,T]`` of the last ``T = num_targets`` tokens of each row given what precedes.
 
   ``tokens [B,S]``, ``attention_mask [B,S]``; the hidden state at position ``s−1`` predicts token
   ``s``. The ``[B,T,V]`` logits are never materialised (``rlx.core.logprobs_from_hidden``).
-  With ``with_entropy`` returns ``TokenStats(logprobs, entropy)``.
+  With ``with_entropy`` returns ``TokenStats(logprobs, entropy)``; with ``return_hidden`` returns
+  ``(result, hidden [B,S,D])`` (final hidden states, for auxiliary heads such as LaSeR's).
   """
   s = tokens.shape[1]
-  h, _ = models.hidden_states(graphdef, params, tokens, positions_from_mask(attention_mask),
-                              attention_mask)
-  h = h[:, s - num_targets - 1:s - 1]
+  hidden, _ = models.hidden_states(graphdef, params, tokens, positions_from_mask(attention_mask),
+                                   attention_mask)
+  h = hidden[:, s - num_targets - 1:s - 1]
   targets = tokens[:, s - num_targets:]
-  return core.logprobs_from_hidden(
+  out = core.logprobs_from_hidden(
       h, unembed_matrix(params, config).astype(h.dtype), targets, temperature,
       chunk_size=vocab_chunk(config.vocab_size, chunk_size), softcap=config.final_logit_softcap,
       with_entropy=with_entropy)
+  return (out, hidden) if return_hidden else out
 
 
 def split_micro(tree, num_micro: int):

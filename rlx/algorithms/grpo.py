@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from rlx import core
 from rlx import models
+from rlx.algorithms import laser as laser_lib
 from rlx.algorithms.common import split_micro, target_logprobs
 from rlx.config import AlgoSection, KLPlacement
 from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
@@ -36,6 +37,8 @@ class TrainBatch:
   loss_mask: ``[B,T]`` 1 on completion tokens trained on.
   old_logprobs, ref_logprobs, advantages: ``[B,T]`` float32 (constants of the update).
   importance_weights: ``[B,T]`` rollout-correction weights (ones when unused).
+  laser_target, laser_weight, laser_c_ref: ``[B]`` LaSeR's verifier reward ``r_v``, weight
+  ``w·1[finished]`` and ``c_ref`` (None without LaSeR; see ``rlx.algorithms.laser``).
   """
 
   tokens: jax.Array
@@ -45,6 +48,9 @@ class TrainBatch:
   ref_logprobs: jax.Array
   advantages: jax.Array
   importance_weights: jax.Array
+  laser_target: jax.Array | None = None
+  laser_weight: jax.Array | None = None
+  laser_c_ref: jax.Array | None = None
 
   @classmethod
   def create(cls, tokens, attention_mask, loss_mask, old_logprobs, advantages, ref_logprobs=None,
@@ -73,14 +79,18 @@ class Hyper:
   norm_constant: jax.Array
   value_coef: jax.Array
   vf_clip: jax.Array
+  laser_alpha: jax.Array  # LaSeR auxiliary-loss weight α
+  laser_beta: jax.Array  # LaSeR β_v
 
   @classmethod
   def create(cls, *, lr, beta=0.0, eps_low=0.2, eps_high=0.2, dual_clip=3.0, entropy_coef=0.0,
-             temperature=1.0, norm_constant=1.0, value_coef=0.5, vf_clip=0.5) -> "Hyper":
+             temperature=1.0, norm_constant=1.0, value_coef=0.5, vf_clip=0.5, laser_alpha=0.0,
+             laser_beta=0.1) -> "Hyper":
     f = lambda x: jnp.asarray(x, jnp.float32)
     return cls(lr=f(lr), beta=f(beta), eps_low=f(eps_low), eps_high=f(eps_high),
                dual_clip=f(dual_clip), entropy_coef=f(entropy_coef), temperature=f(temperature),
-               norm_constant=f(norm_constant), value_coef=f(value_coef), vf_clip=f(vf_clip))
+               norm_constant=f(norm_constant), value_coef=f(value_coef), vf_clip=f(vf_clip),
+               laser_alpha=f(laser_alpha), laser_beta=f(laser_beta))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,21 +106,40 @@ class GRPOSpec:
   minibatches: int = 1
   micro_batch_size: int = 0  # 0 = the whole minibatch
   chunk_size: int = 4096
+  laser: laser_lib.LaserSpec | None = None  # LaSeR's auxiliary loss (None = off)
 
   @classmethod
-  def from_config(cls, algo: AlgoSection, chunk_size: int = 4096) -> "GRPOSpec":
+  def from_config(cls, algo: AlgoSection, chunk_size: int = 4096,
+                  vocab_size: int | None = None) -> "GRPOSpec":
     return cls(policy_loss=algo.policy_loss, aggregation=algo.aggregation,
                kl_in_loss=algo.kl_placement is KLPlacement.LOSS and algo.beta > 0,
                kl_estimator=algo.kl_estimator, dual_clip=algo.dual_clip > 1,
                epochs=algo.epochs, minibatches=algo.minibatches,
-               micro_batch_size=algo.micro_batch_size, chunk_size=chunk_size)
+               micro_batch_size=algo.micro_batch_size, chunk_size=chunk_size,
+               laser=laser_spec_from_config(algo, chunk_size, vocab_size))
+
+
+def laser_spec_from_config(algo: AlgoSection, chunk_size: int = 4096,
+                           vocab_size: int | None = None) -> laser_lib.LaserSpec | None:
+  """LaSeR's static settings (None when ``algo.laser_alpha == 0``); ``laser_token = -1`` is the
+  last vocabulary id (a token the task vocabulary never emits in solutions)."""
+  if algo.laser_alpha <= 0:
+    return None
+  token = algo.laser_token
+  if token < 0:
+    if vocab_size is None:
+      raise ValueError("laser_token=-1 needs the vocabulary size")
+    token = vocab_size - 1
+  return laser_lib.LaserSpec(token=int(token), ref_baseline=algo.laser_ref,
+                             mix=algo.laser_tau > 0, chunk_size=chunk_size)
 
 
 def hyper_from_config(algo: AlgoSection, lr: float, temperature: float) -> Hyper:
   return Hyper.create(lr=lr, beta=algo.beta, eps_low=algo.eps_low, eps_high=algo.eps_high,
                       dual_clip=algo.dual_clip or 3.0, entropy_coef=algo.entropy_coef,
                       temperature=temperature, norm_constant=algo.norm_constant or 1.0,
-                      value_coef=algo.value_coef, vf_clip=algo.vf_clip)
+                      value_coef=algo.value_coef, vf_clip=algo.vf_clip,
+                      laser_alpha=algo.laser_alpha, laser_beta=algo.laser_beta)
 
 
 def _policy_kwargs(spec: GRPOSpec, hp: Hyper) -> dict:
@@ -129,8 +158,9 @@ _MAX_KEYS = ("ratio_max",)
 def micro_loss(params, mb: TrainBatch, denominator, hp: Hyper, *, graphdef, config, spec):
   """This micro-batch's share of the minibatch loss (numerators / the minibatch denominator)."""
   t = mb.loss_mask.shape[1]
-  stats = target_logprobs(graphdef, params, config, mb.tokens, mb.attention_mask, t,
-                          hp.temperature, chunk_size=spec.chunk_size, with_entropy=True)
+  stats, hidden = target_logprobs(graphdef, params, config, mb.tokens, mb.attention_mask, t,
+                                  hp.temperature, chunk_size=spec.chunk_size, with_entropy=True,
+                                  return_hidden=True)
   m = mb.loss_mask
   agg = functools.partial(core.aggregation_numerator, mask=m, mode=spec.aggregation)
   pg, metrics = core.get_policy_loss(spec.policy_loss)(
@@ -145,6 +175,10 @@ def micro_loss(params, mb: TrainBatch, denominator, hp: Hyper, *, graphdef, conf
     kl_term = agg(core.kl_in_loss(stats.logprobs, mb.ref_logprobs, m, spec.kl_estimator)) / denominator
     loss = loss + hp.beta * kl_term
     parts["kl"] = kl_term
+  if spec.laser is not None:
+    laser_term = laser_lib.aux_term(hidden, mb, params, config, spec.laser, hp.laser_beta)
+    loss = loss + hp.laser_alpha * laser_term
+    parts["loss/laser"] = laser_term
   parts["loss/total"] = loss
   return loss, (parts, metrics, jnp.sum(m))
 
@@ -166,6 +200,10 @@ def minibatch_gradients(params, minibatch: TrainBatch, hp: Hyper, *, graphdef, c
   loss_fn = loss_fn or functools.partial(micro_loss, graphdef=graphdef, config=config, spec=spec)
   grad_fn = jax.grad(loss_fn, has_aux=True)
   total_tokens = jnp.maximum(jnp.sum(mask), 1.0)
+  if getattr(minibatch, "laser_weight", None) is not None:
+    # LaSeR's loss is a mean over the minibatch's rows: fold 1/b into the weights, so that the
+    # micro-batch terms add up to it exactly.
+    minibatch = minibatch.replace(laser_weight=minibatch.laser_weight / b)
 
   def body(carry, mb):
     grads, sums = carry
@@ -217,7 +255,8 @@ def make_grpo_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, sp
       minibatch = jax.tree.map(lambda x: jnp.take(x, ids, axis=0), batch)
       grads, metrics = minibatch_gradients(params, minibatch, hp, graphdef=graphdef,
                                            config=config, spec=spec)
-      params, opt_state, opt_metrics = apply_updates(opt, params, opt_state, grads, step, hp.lr)
+      params, opt_state, opt_metrics = apply_updates(opt, params, opt_state, grads, step, hp.lr,
+                                                     active=jnp.sum(minibatch.loss_mask) > 0)
       return (params, opt_state, step + 1), {**metrics, **opt_metrics}
 
     (params, opt_state, step), metrics = jax.lax.scan(
@@ -268,12 +307,14 @@ class PrepareHyper:
 
 
 def advantages(spec: PrepareSpec, rewards, token_rewards, group_ids, greedy_rewards, mask,
-               hp: PrepareHyper):
-  """Dispatch on the (static) estimator; returns ``advantages [B,T]``."""
+               hp: PrepareHyper, row_mask=None):
+  """Dispatch on the (static) estimator; returns ``advantages [B,T]``. ``row_mask [B]`` marks
+  real rows (0 = padding of the static batch; left out of batch-wide statistics)."""
   e = core.AdvantageEstimator
   est = spec.estimator
   if est is e.GRPO:
-    return core.grpo_advantages(rewards, group_ids, mask, hp.adv_eps, std_scope=spec.std_scope)[0]
+    return core.grpo_advantages(rewards, group_ids, mask, hp.adv_eps, std_scope=spec.std_scope,
+                                row_mask=row_mask)[0]
   if est is e.DR_GRPO:
     return core.dr_grpo_advantages(rewards, group_ids, mask)[0]
   if est is e.RLOO:
@@ -327,12 +368,13 @@ def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec):
     ref = jax.lax.stop_gradient(logp(ref_params)) if spec.use_reference else old
     r = jnp.asarray(rewards, jnp.float32)
     token_r = core.scalar_to_token_rewards(r, m)
-    metrics = {"reward/mean": jnp.mean(r)}
+    valid = (jnp.asarray(group_ids) >= 0).astype(jnp.float32)  # real rows, not padding
+    metrics = {"reward/mean": jnp.sum(valid * r) / jnp.maximum(jnp.sum(valid), 1.0)}
     token_r, kl, kl_metrics = reference_kl(spec, old, ref, token_r, m, hp)
     metrics.update(kl_metrics)
     if kl is not None and spec.kl_placement is KLPlacement.REWARD:
       r = r - hp.beta * core.masked_sum(kl, m, axis=-1)  # outcome estimators see Σ_t of it
-    adv = advantages(spec, r, token_r, group_ids, greedy_rewards, m, hp)
+    adv = advantages(spec, r, token_r, group_ids, greedy_rewards, m, hp, row_mask=valid)
     weights = core.truncated_importance_weights(old, sampler_logprobs, m, hp.tis_cap) \
         if spec.tis else jnp.ones_like(m)
     metrics["advantage/mean"] = core.masked_mean(adv, m)

@@ -80,9 +80,10 @@ def make_ppo_update(graphdef, value_graphdef, config: models.ModelConfig, opt: O
       (g, vg), metrics = minibatch_gradients((params, value_params), minibatch, hp,
                                              graphdef=graphdef, config=config, spec=spec,
                                              loss_fn=loss_fn)
-      params, opt_state, om = apply_updates(opt, params, opt_state, g, step, hp.lr)
+      active = jnp.sum(minibatch.policy.loss_mask) > 0  # not a minibatch of padding rows only
+      params, opt_state, om = apply_updates(opt, params, opt_state, g, step, hp.lr, active)
       value_params, value_opt_state, vom = apply_updates(opt, value_params, value_opt_state, vg,
-                                                         step, hp.lr)
+                                                         step, hp.lr, active)
       metrics = {**metrics, **om, "value_grad_norm": vom["grad_norm"]}
       return (params, value_params, opt_state, value_opt_state, step + 1), metrics
 

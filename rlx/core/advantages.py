@@ -119,6 +119,7 @@ def grpo_advantages(
     *,
     scale_by_std: bool = True,
     std_scope: StdScope = StdScope.GROUP,
+    row_mask: Array | None = None,
 ) -> tuple[Array, Array]:
   """Group-relative advantages (Shao et al., 2024, DeepSeekMath).
 
@@ -130,14 +131,19 @@ def grpo_advantages(
     rewards: ``[B]`` scalar rewards.
     group_ids: ``[B]`` int prompt ids.
     mask: ``[B,T]`` loss mask.
+    row_mask: optional ``[B]``; rows with 0 (padding of a static batch) are left out of the
+      batch-scope σ. Group statistics need no mask: padding rows sit in groups of their own.
   """
   r = jnp.asarray(rewards, jnp.float32)
   n, mean, std = group_stats(r, group_ids)
   adv = r - mean
   if scale_by_std:
     if StdScope(std_scope) is StdScope.BATCH:
-      b = r.shape[0]
-      std = jnp.full_like(r, jnp.std(r, ddof=1) if b > 1 else 0.0)
+      w = jnp.ones_like(r) if row_mask is None else jnp.asarray(row_mask, jnp.float32)
+      count = jnp.sum(w)
+      mu = jnp.sum(w * r) / jnp.maximum(count, 1.0)
+      var = jnp.sum(w * jnp.square(r - mu)) / jnp.maximum(count - 1.0, 1.0)
+      std = jnp.full_like(r, jnp.where(count > 1, jnp.sqrt(var), 0.0))
     adv = adv / (std + eps)
   adv = jnp.where(n > 1, adv, 0.0)
   return _outcome(adv, mask)

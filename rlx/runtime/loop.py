@@ -13,10 +13,11 @@ import numpy as np
 
 from rlx import core
 from rlx import models
-from rlx.algorithms import grpo, ppo
+from rlx.algorithms import grpo, laser, ppo
 from rlx.config import Algorithm
 from rlx.data import ExampleIterator
 from rlx.runtime import rollouts
+from rlx.runtime.scorer import PolicyScorer
 from rlx.runtime.state import init_train_state, make_optimizer
 
 RL_DATA_SEED_OFFSET = 1  # the RL prompt stream is shuffled apart from the warm start's
@@ -28,8 +29,13 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
   opt = make_optimizer(run.optim, run.num_steps * algo.epochs * algo.minibatches)
   chunk = run.model.logprob_chunk
   prep_spec = grpo.PrepareSpec.from_config(algo, chunk)
+  laser_spec = grpo.laser_spec_from_config(algo, chunk, setup.model_config.vocab_size)
+  # Model-based rewards score with the sampling policy and the frozen initial one (the scorer).
+  needs_scorer = bool({run.rewards.name, run.eval.reward} & rollouts.SCORER_REWARDS)
+  keep_ref = prep_spec.use_reference or needs_scorer or (
+      laser_spec is not None and laser_spec.ref_baseline)
   # A copy: the update donates the train state, whose params start as the same buffers.
-  ref_params = jax.tree.map(jnp.copy, params) if prep_spec.use_reference else None
+  ref_params = jax.tree.map(jnp.copy, params) if keep_ref else None
   is_ppo = algo.name is Algorithm.PPO
   value_graphdef = value_params = None
   if is_ppo:
@@ -44,6 +50,7 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
   filter_state = group_filter.init_state()
   kl_state = core.adaptive_kl_init(algo.beta)
   evals = []
+  reward_state = None
   if resume is not None:
     restored, host = setup.checkpointer.restore(resume["step"],
                                                 {"train": state, "ref": ref_params})
@@ -52,7 +59,8 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
     filter_state = host["filter"]
     kl_state = core.AdaptiveKLState(beta=jnp.asarray(host["kl_beta"], jnp.float32))
     evals = host.get("evals", [])
-  spec = grpo.GRPOSpec.from_config(algo, chunk)
+    reward_state = host.get("reward")
+  spec = grpo.GRPOSpec.from_config(algo, chunk, setup.model_config.vocab_size)
   if is_ppo:
     update = ppo.make_ppo_update(setup.graphdef, value_graphdef, setup.model_config, opt, spec)
     ppo_prepare = ppo.make_ppo_prepare(setup.graphdef, value_graphdef, setup.model_config,
@@ -63,12 +71,21 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
     update = grpo.make_grpo_update(setup.graphdef, setup.model_config, opt, spec)
     grpo_prepare = grpo.make_prepare(setup.graphdef, setup.model_config, prep_spec)
     prepare = lambda p, vp, ref, *arrays, greedy, hp: grpo_prepare(p, ref, *arrays, greedy, hp)
-  reward_fn = rollouts.RewardFn(run)
+  scorer = PolicyScorer(setup.graphdef, setup.model_config, setup.tokenizer, ref_params,
+                        chunk) if needs_scorer else None
+  reward_fn = rollouts.RewardFn(run, scorer)
+  if reward_state is not None:
+    reward_fn.load_state_dict(reward_state)  # memories and caches of stateful rewards
+  if laser_spec is not None:
+    laser_prepare = laser.make_laser_prepare(setup.graphdef, setup.model_config, laser_spec)
+    laser_hp = laser.LaserHyper.create(beta_v=algo.laser_beta, c_ref=algo.laser_c_ref,
+                                       tau=algo.laser_tau, adv_eps=algo.adv_eps)
   base_key = jax.random.PRNGKey(run.seed)
   step = int(resume["phase_step"]) if resume is not None else 0
 
   def do_eval():
-    result = rollouts.evaluate(setup, state.params, jax.random.fold_in(base_key, 2**31 - 1))
+    result = rollouts.evaluate(setup, state.params, jax.random.fold_in(base_key, 2**31 - 1),
+                               scorer)
     evals.append({"step": step, **{k: v for k, v in result.items() if not isinstance(v, str)}})
     setup.writer.write_now(step_offset + step, result)
 
@@ -76,7 +93,8 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
     setup.checkpointer.save(
         step_offset + step, {"train": state, "ref": ref_params},
         {"phase": "rl", "phase_step": step, "data": examples.get_state(), "filter": filter_state,
-         "kl_beta": np.asarray(kl_state.beta), "evals": evals}, force=force)
+         "kl_beta": np.asarray(kl_state.beta), "evals": evals,
+         "reward": reward_fn.state_dict()}, force=force)
 
   def train_step(d):
     """old/ref log-probs and advantages, then the update (all compiled)."""
@@ -87,6 +105,10 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
         state.params, state.value_params, ref_params, d["prompt_tokens"], d["prompt_mask"], d["completion_tokens"],
         d["completion_mask"], d["loss_mask"], d["logprobs"], d["rewards"], d["group_ids"],
         greedy=d["greedy_rewards"], hp=prep_hp)
+    if laser_spec is not None:
+      batch, laser_metrics = laser_prepare(state.params, ref_params, batch, d["verifier_rewards"],
+                                           d["finished"], d["group_ids"], laser_hp)
+      prep_metrics = {**prep_metrics, **laser_metrics}
     hp = grpo.hyper_from_config(algo, run.optim.learning_rate, run.sampling.temperature)
     new_state, metrics = update(state, batch, hp.replace(beta=kl_state.beta))
     new_kl = kl_state
@@ -99,6 +121,8 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
     do_eval()
   while step < run.num_steps:
     key = jax.random.fold_in(base_key, step_offset + step)
+    if scorer is not None:
+      scorer.bind(state.params)
     got = rollouts.collect(setup, state.params, examples, reward_fn, group_filter, filter_state,
                            key, step)
     filter_state = got.filter_state

@@ -32,22 +32,44 @@ def decode(tokenizer, completion_tokens: np.ndarray, lengths: np.ndarray) -> lis
   return [tokenizer.decode(row[:int(n)].tolist()) for row, n in zip(completion_tokens, lengths)]
 
 
+# Registry rewards that read the policy (or the frozen initial policy) through a Scorer; a run
+# with one of them keeps a reference copy of the initial parameters for ``model="reference"``.
+SCORER_REWARDS = frozenset({"self_certainty", "borda_vote", "rlpr", "laser", "self_aligned",
+                            "answer_confidence"})
+
+
 class RewardFn:
   """The config's reward: the synthetic task verifier or a ``rlx.rewards`` registry reward, plus
-  DAPO's soft overlong penalty and overlong filtering."""
+  ThinkPrune's length cap, DAPO's soft overlong penalty and overlong filtering."""
 
-  def __init__(self, run: rlx_config.RunConfig):
+  def __init__(self, run: rlx_config.RunConfig, scorer=None, *, name: str | None = None,
+               kwargs: dict | None = None):
+    """``scorer``: the ``rlx.rewards.Scorer`` model-based rewards call (``rlx.runtime.scorer``);
+    ``name``/``kwargs`` override ``run.rewards`` (evaluation's reward)."""
     self.run = run
+    self.scorer = scorer
+    self.name = run.rewards.name if name is None else name
     self.reward = None
-    if run.rewards.name != rlx_config.TASK_REWARD:
+    if self.name != rlx_config.TASK_REWARD:
       from rlx.rewards import get_reward
-      self.reward = get_reward(run.rewards.name, **dict(run.rewards.kwargs))
+      self.reward = get_reward(self.name, **dict(run.rewards.kwargs if kwargs is None
+                                                 else kwargs))
 
-  def __call__(self, examples, texts, rollout: dict, step: int, *, shaped: bool = True):
-    """Returns ``(scores [R], sample_mask [R], metrics)`` for rollout rows over ``examples``.
+  def state_dict(self):
+    """The reward's own state (episodic memory, RLPR's cache ...), or None if it has none."""
+    return self.reward.state_dict() if hasattr(self.reward, "state_dict") else None
 
-    ``shaped=False`` returns the reward without DAPO's length penalty (evaluation counts a
-    correct long answer as correct)."""
+  def load_state_dict(self, state) -> None:
+    if state is not None:
+      self.reward.load_state_dict(state)
+
+  def __call__(self, examples, texts, rollout: dict, step: int, *, shaped: bool = True,
+               return_raw: bool = False):
+    """Returns ``(scores [R], sample_mask [R], metrics)`` for rollout rows over ``examples``
+    (with ``return_raw``, also the scores before length shaping: LaSeR's verifier target).
+
+    ``shaped=False`` returns the reward without length shaping (DAPO's penalty, ThinkPrune's
+    cap): evaluation counts a correct answer as correct whatever its length."""
     finish = rollout["finish_reason"]
     if self.reward is None:
       scores = np.array([verify(ex.task, t, ex.answer) for ex, t in zip(examples, texts)],
@@ -55,18 +77,27 @@ class RewardFn:
       sample_mask = np.ones_like(scores)
     else:
       from rlx.rewards import FINISH_LENGTH, FINISH_STOP, RewardInput
+      prompt_ids = None
+      if "prompt_tokens" in rollout:  # the formatted prompts the policy saw
+        prompt_ids = [row[m > 0] for row, m in zip(rollout["prompt_tokens"],
+                                                   rollout["prompt_mask"])]
       out = self.reward(RewardInput(
           prompts=[ex.prompt for ex in examples], completions=texts,
           completion_ids=rollout["completion_tokens"], completion_mask=rollout["completion_mask"],
           finish_reasons=[FINISH_LENGTH if f == LENGTH else FINISH_STOP for f in finish],
           group_ids=rollout["group_ids"],
           metadata=[{"answer": ex.answer, "task": ex.task, **(ex.info or {})} for ex in examples],
-          step=step), None)
+          prompt_ids=prompt_ids, step=step), self.scorer)
       scores = np.asarray(out.scores, np.float32)
       sample_mask = np.ones_like(scores) if out.sample_mask is None else np.asarray(
           out.sample_mask, np.float32)
     metrics = {"reward/correct": float(np.mean(scores))}
+    raw = scores
     r = self.run.rewards
+    if r.length_cap and shaped:
+      capped = finish == LENGTH
+      scores = np.where(capped, np.float32(r.truncated_score), scores).astype(np.float32)
+      metrics["reward/length_capped"] = float(np.mean(capped))
     if r.overlong_buffer > 0 and shaped:
       from rlx.rewards import dapo_overlong_penalty
       penalty = dapo_overlong_penalty(rollout["lengths"], self.run.sampling.max_new_tokens,
@@ -77,6 +108,8 @@ class RewardFn:
       sample_mask = sample_mask * (finish != LENGTH)
     metrics["rollout/truncated"] = float(np.mean(finish == LENGTH))
     metrics["rollout/length"] = float(np.mean(rollout["lengths"]))
+    if return_raw:
+      return scores, sample_mask, metrics, raw
     return scores, sample_mask, metrics
 
 
@@ -112,8 +145,10 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
 
 
 def pad_rows(data: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-  """Pad to ``rows`` rows by repeating row 0 with zero loss mask and unique group ids, so the
-  update keeps one static shape (padding rows count in no numerator or denominator)."""
+  """Pad to ``rows`` rows by repeating row 0 with zero loss mask and unique negative group ids,
+  so the update keeps one static shape: padding rows count in no numerator or denominator, sit in
+  groups of their own, and preparation leaves rows with ``group_id < 0`` out of batch-wide
+  statistics (reward mean, batch-scope σ)."""
   have = len(data["rewards"])
   if have >= rows:
     return {k: v[:rows] for k, v in data.items()}
@@ -122,7 +157,7 @@ def pad_rows(data: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
   for k, v in data.items():
     out[k] = np.concatenate([v, np.repeat(v[:1], extra, axis=0)])
   out["loss_mask"][have:] = 0
-  out["group_ids"][have:] = np.max(data["group_ids"]) + 1 + np.arange(extra)
+  out["group_ids"][have:] = -1 - np.arange(extra)
   return out
 
 
@@ -147,7 +182,9 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
     data = sample_groups(setup, params, examples, jax.random.fold_in(key, round_index), n=g)
     rows_examples = [ex for ex in examples for _ in range(g)]
     texts = decode(setup.tokenizer, data["completion_tokens"], data["lengths"])
-    scores, sample_mask, m = reward_fn(rows_examples, texts, data, step)
+    scores, sample_mask, m, raw = reward_fn(rows_examples, texts, data, step, return_raw=True)
+    data["verifier_rewards"] = raw  # before length shaping (LaSeR's target)
+    data["finished"] = (data["finish_reason"] != LENGTH).astype(np.float32)
     data["greedy_rewards"] = np.zeros_like(scores)
     if algo.estimator.value == "remax":
       greedy = sample_groups(setup, params, examples, jax.random.fold_in(key, 1000 + round_index),
@@ -174,13 +211,49 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
   return Collected(pad_rows(data, algo.batch_size), metrics, filter_state)
 
 
-def evaluate(setup, params, key) -> dict[str, float]:
-  """Held-out accuracy: greedy, sampled pass@1 (mean over k samples), pass@k; mean length and
-  truncation rate of the sampled completions."""
+def answer_key(run: rlx_config.RunConfig, text: str) -> str | None:
+  """The final answer of a completion, normalised for voting (None when there is none): the
+  synthetic tasks' ``Answer:`` line, else the math extraction of ``rlx.rewards``."""
+  if run.rewards.name == rlx_config.TASK_REWARD:
+    from rlx.data import extract_answer
+    a = extract_answer(text)
+    return None if not a else " ".join(a.rstrip(".").split())
+  from rlx.rewards.math_verify import extract_answer, normalize_answer
+  a = extract_answer(text)
+  return None if a is None else normalize_answer(a)
+
+
+def majority_correct(answers: list[str | None], correct: np.ndarray) -> bool:
+  """maj@k of one prompt: the most frequent non-empty answer (ties: the first seen) is correct
+  (some sample giving it scored 1). No answer at all counts as wrong."""
+  counts: dict[str, int] = {}
+  for a in answers:
+    if a is not None:
+      counts[a] = counts.get(a, 0) + 1
+  if not counts:
+    return False
+  best = max(counts, key=lambda a: (counts[a], -answers.index(a)))
+  return bool(any(c for a, c in zip(answers, correct) if a == best))
+
+
+def eval_reward_fn(run: rlx_config.RunConfig, scorer=None) -> RewardFn:
+  """The reward evaluation judges correctness with: ``eval.reward``, where ``"auto"`` is the
+  synthetic task's verifier on task data (the ground truth, also when training with a label-free
+  reward) and the training reward otherwise."""
+  name = run.eval.reward
+  if name == "auto":
+    name = rlx_config.TASK_REWARD if run.data.source == "task" else run.rewards.name
+  kwargs = run.rewards.kwargs if name == run.rewards.name else {}
+  return RewardFn(run, scorer, name=name, kwargs=kwargs)
+
+
+def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
+  """Held-out accuracy: greedy, sampled pass@1 (mean over k samples), pass@k, maj@k (majority
+  vote over the k answers); mean length and truncation rate of the sampled completions."""
   run = setup.run
   n_eval = min(run.eval.num_examples, len(setup.eval_source))
   examples = [setup.eval_source[i] for i in range(n_eval)]
-  reward_fn = RewardFn(run)
+  reward_fn = eval_reward_fn(run, None if scorer is None else scorer.bind(params))
   out = {}
   greedy = sample_groups(setup, params, examples, key, n=1, greedy=True)
   texts = decode(setup.tokenizer, greedy["completion_tokens"], greedy["lengths"])
@@ -195,6 +268,9 @@ def evaluate(setup, params, key) -> dict[str, float]:
   correct = (scores >= 1.0).reshape(n_eval, k)
   out["eval/pass@1"] = float(np.mean(correct))
   out[f"eval/pass@{k}"] = float(np.mean(correct.any(axis=1)))
+  answers = [answer_key(run, t) for t in texts]
+  out[f"eval/maj@{k}"] = float(np.mean([
+      majority_correct(answers[i * k:(i + 1) * k], correct[i]) for i in range(n_eval)]))
   out["eval/mean_length"] = float(np.mean(sampled["lengths"]))
   out["eval/truncation_rate"] = float(np.mean(sampled["finish_reason"] == LENGTH))
   out["eval/sample"] = texts[0]

@@ -8,6 +8,7 @@ in the right one with the same data order, optimizer state and RNG.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import logging
 import os
@@ -58,15 +59,49 @@ def _tokenizer(run):
   return load_tokenizer(run.data.tokenizer)
 
 
+class _Slice(collections.abc.Sequence):
+  """Records ``[start, stop)`` of a source (a held-out tail, or the training part before it)."""
+
+  def __init__(self, source, start: int, stop: int):
+    self.source, self.start, self.stop = source, start, stop
+
+  def __len__(self):
+    return self.stop - self.start
+
+  def __getitem__(self, i):
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    return self.source[self.start + i]
+
+
+def _file_source(run, path):
+  from rlx.data import ColumnMapping, ParquetSource, gsm8k_answer, last_boxed
+  d = run.data
+  mapping = ColumnMapping(prompt=d.prompt_key, answer=d.answer_key or None,
+                          solution=d.solution_key or None,
+                          answer_fn={"": None, "gsm8k": gsm8k_answer, "boxed": last_boxed}[
+                              d.answer_fn])
+  return (ParquetSource if d.source == "parquet" else JsonlSource)(path, mapping)
+
+
 def _sources(run):
+  """``(train, held-out)`` sources. A file source without ``data.eval_path`` holds out its last
+  ``data.eval_size`` records (never trained on)."""
   d = run.data
   if d.source == "task":
     difficulty = d.difficulty if len(d.difficulty) > 1 else d.difficulty[0]
     return (TaskSource(d.task, size=d.train_size, seed=run.seed, difficulty=difficulty),
             TaskSource(d.task, size=max(d.eval_size, 1), seed=run.seed + EVAL_SEED_OFFSET,
                        difficulty=difficulty))
-  src = JsonlSource(d.path)  # HOOK: column mapping and a separate eval file are config debts
-  return src, src
+  src = _file_source(run, d.path)
+  if d.eval_path:
+    return src, _file_source(run, d.eval_path)
+  held = min(d.eval_size, len(src) - 1)
+  if held < 1:
+    raise rlx_config.ConfigError(
+        f"config.data.path={d.path!r}: {len(src)} record(s) leave none to hold out for "
+        "evaluation; set data.eval_path or add records")
+  return _Slice(src, 0, len(src) - held), _Slice(src, len(src) - held, len(src))
 
 
 def build(cfg, workdir: str) -> Setup:

@@ -75,13 +75,21 @@ def make_optimizer(cfg: OptimSection, total_steps: int) -> OptimizerDef:
   return OptimizerDef(tx=optax.chain(*parts), schedule=unit_schedule(cfg, total_steps))
 
 
-def apply_updates(opt: OptimizerDef, params, opt_state, grads, step, lr):
-  """One optimizer step with the traced peak ``lr``; returns ``(params, opt_state, metrics)``."""
-  updates, opt_state = opt.tx.update(grads, opt_state, params)
+def apply_updates(opt: OptimizerDef, params, opt_state, grads, step, lr, active=None):
+  """One optimizer step with the traced peak ``lr``; returns ``(params, opt_state, metrics)``.
+
+  ``active`` (a traced bool) skips the step when false: params and optimizer state come back
+  unchanged (e.g. a minibatch of padding rows only; Adam would otherwise still move the params
+  along its momentum). The step counter, and so the schedule, advances either way.
+  """
+  new_updates, new_opt_state = opt.tx.update(grads, opt_state, params)
   scale = -jnp.asarray(lr, jnp.float32) * opt.schedule(step)
-  params = jax.tree.map(lambda p, u: (p + scale * u).astype(p.dtype), params, updates)
+  new_params = jax.tree.map(lambda p, u: (p + scale * u).astype(p.dtype), params, new_updates)
   metrics = {"grad_norm": optax.tree.norm(grads), "lr": -scale}
-  return params, opt_state, metrics
+  if active is None:
+    return new_params, new_opt_state, metrics
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)
+  return keep(new_params, params), keep(new_opt_state, opt_state), metrics
 
 
 def init_train_state(opt: OptimizerDef, params, seed: int, value_params=None) -> TrainState:
