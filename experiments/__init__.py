@@ -1,0 +1,1 @@
+"""Ablation studies: a sweep runner (``experiments.runner``) and one folder per study."""
