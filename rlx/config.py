@@ -39,6 +39,15 @@ class Algorithm(enum.Enum):
   REINFORCE_PP_BASELINE = "reinforce_pp_baseline"
   REMAX = "remax"
   PPO = "ppo"
+  DPO = "dpo"  # offline preference optimisation (any pref.loss), rlx.runtime.preference
+  RM = "rm"  # Bradley–Terry reward-model training
+  ITERATIVE_DPO = "iterative_dpo"  # rounds of on-policy sampling, pairing and a DPO round
+
+
+# Algorithms trained on a fixed dataset (no sampling; the RL fields of algo are unused).
+OFFLINE_ALGORITHMS = frozenset({Algorithm.SFT, Algorithm.DPO, Algorithm.RM})
+# Algorithms whose main phase is rlx.runtime.preference (configured by the pref section).
+PREFERENCE_ALGORITHMS = frozenset({Algorithm.DPO, Algorithm.RM, Algorithm.ITERATIVE_DPO})
 
 
 class KLPlacement(enum.Enum):
@@ -191,6 +200,37 @@ def default_config() -> ml_collections.ConfigDict:
   r.length_cap = False  # ThinkPrune: a completion that hit max_new_tokens scores truncated_score
   r.truncated_score = 0.0  # the score of a length-truncated completion under length_cap
 
+  # --- preference optimisation, reward models, iterative DPO (docs/preference.md) -----------
+  c.pref = p = ml_collections.ConfigDict()
+  p.loss = "dpo"  # rlx.core.PreferenceLoss: dpo, robust, ipo, hinge, simpo, orpo, kto
+  p.beta = 0.1  # β of every loss (SimPO's β: 2.0)
+  p.label_smoothing = 0.0  # ε of cDPO (dpo) and robust DPO (robust), in [0, 0.5)
+  p.length_normalize = False  # ipo: divide c and j by the completion lengths
+  p.gamma = 0.5  # SimPO target margin γ
+  p.orpo_lambda = 0.1  # ORPO λ (weight of the odds-ratio term)
+  p.kto_desirable_weight = 1.0  # KTO w_d
+  p.kto_undesirable_weight = 1.0  # KTO w_u
+  p.margin_coef = 1.0  # × the data's per-pair margin (dpo/robust/hinge/rm: βΔ − m; simpo: γ + m)
+  p.center_coef = 0.0  # reward model: centering λ·(s_c + s_r)²
+  p.reference = "precompute"  # reference log-probs: "precompute" (once, cached .npz) or "online"
+  p.cache_dir = ""  # where precomputed reference log-probs are cached ("" = WORKDIR/reference)
+  p.corruption = "answer"  # synthetic pairs: rejected = wrong final answer, or "guess" (bare guess)
+  p.margins = False  # synthetic pairs carry a margin (the size of the answer's error)
+  p.chosen_key = "chosen"  # jsonl pairs: column of the preferred completion
+  p.rejected_key = "rejected"  # jsonl pairs: column of the dispreferred completion
+  p.margin_key = "margin"  # jsonl pairs: optional per-pair margin column
+  p.completion_key = "completion"  # jsonl KTO examples: column of the completion
+  p.label_key = "label"  # jsonl KTO examples: column of the desirable (true) / undesirable label
+  p.length_buckets = ()  # allowed padded widths ≤ data.max_seq_len (() = data.max_seq_len only)
+  p.eval_generation = False  # dpo: each evaluation also samples held-out prompts (greedy/pass@k)
+  p.rounds = 3  # iterative_dpo: rounds (num_steps DPO updates in all, num_steps/rounds a round)
+  p.round_prompts = 32  # iterative_dpo: prompts per round, algo.group_size samples each
+  p.pair_rule = "best_worst"  # iterative_dpo: best_worst, or anchored (rejected = worst sample
+  #                             of the initial policy for the same prompt)
+  p.min_gap = 0.0  # iterative_dpo: a pair needs reward(chosen) − reward(rejected) > min_gap
+  p.round_reference = "round"  # iterative_dpo: DPO reference = the policy at the round's start
+  #                              ("round") or the initial policy ("initial")
+
   # --- warm start (quickstart: SFT before RL) -----------------------------------------------
   c.warm_start = w = ml_collections.ConfigDict()
   w.sft_steps = 0  # SFT updates before the RL phase (0 = none)
@@ -217,6 +257,22 @@ def default_config() -> ml_collections.ConfigDict:
   g.every_steps = 1  # write metrics every N steps (fetched one step late)
   g.stdout = True  # also print them (a progress line about every 1% of the run)
   g.tensorboard = True  # also write TensorBoard event files to WORKDIR/tensorboard
+
+  # --- mesh, multi-host and memory (docs/scaling.md) ------------------------------------------
+  c.mesh = h = ml_collections.ConfigDict()
+  h.data = 1  # data-parallel groups (parameters replicated across them); -1 = the rest
+  h.fsdp = -1  # FSDP: parameters, optimizer state and batch rows split over it; -1 = the rest
+  h.tensor = 1  # tensor parallelism over heads, MLP width and vocabulary; -1 = the rest
+  h.rules = "fsdp_tp"  # logical-axis rule table: fsdp, tp, fsdp_tp, replicated (rlx.runtime.mesh)
+  h.sampling_rules = "train"  # sampling's table: "train" (same layout, no copy) or a rules name
+  h.remat = "none"  # per-layer activation remat in the update: none, full, dots, dots_no_batch
+  h.param_dtype = ""  # parameter storage dtype ("" = model.dtype): float32 or bfloat16
+  h.reference_dtype = ""  # frozen reference policy's dtype ("" = the parameters'): bfloat16 halves it
+  h.distributed = "auto"  # jax.distributed.initialize: auto (cluster env or address set), on, off
+  h.coordinator_address = ""  # host:port of process 0 ("" = from the environment)
+  h.num_processes = 0  # processes of the run (0 = from the environment)
+  h.process_id = -1  # this process's id (-1 = from the environment)
+  h.cpu_collectives = "gloo"  # cross-process collectives of the CPU backend: gloo or mpi
   return c
 
 
@@ -365,6 +421,36 @@ class RewardsSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrefSection:
+  loss: core.PreferenceLoss = core.PreferenceLoss.DPO
+  beta: float = 0.1
+  label_smoothing: float = 0.0
+  length_normalize: bool = False
+  gamma: float = 0.5
+  orpo_lambda: float = 0.1
+  kto_desirable_weight: float = 1.0
+  kto_undesirable_weight: float = 1.0
+  margin_coef: float = 1.0
+  center_coef: float = 0.0
+  reference: str = "precompute"
+  cache_dir: str = ""
+  corruption: str = "answer"
+  margins: bool = False
+  chosen_key: str = "chosen"
+  rejected_key: str = "rejected"
+  margin_key: str = "margin"
+  completion_key: str = "completion"
+  label_key: str = "label"
+  length_buckets: tuple[int, ...] = ()
+  eval_generation: bool = False
+  rounds: int = 3
+  round_prompts: int = 32
+  pair_rule: str = "best_worst"
+  min_gap: float = 0.0
+  round_reference: str = "round"
+
+
+@dataclasses.dataclass(frozen=True)
 class WarmStartSection:
   sft_steps: int
   learning_rate: float
@@ -395,6 +481,23 @@ class LoggingSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class MeshSection:
+  data: int = 1
+  fsdp: int = -1
+  tensor: int = 1
+  rules: str = "fsdp_tp"
+  sampling_rules: str = "train"
+  remat: str = "none"
+  param_dtype: str = ""
+  reference_dtype: str = ""
+  distributed: str = "auto"
+  coordinator_address: str = ""
+  num_processes: int = 0
+  process_id: int = -1
+  cpu_collectives: str = "gloo"
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
   seed: int
   num_steps: int
@@ -408,6 +511,8 @@ class RunConfig:
   checkpoint: CheckpointSection
   eval: EvalSection
   logging: LoggingSection
+  mesh: MeshSection = MeshSection()
+  pref: PrefSection = PrefSection()
 
   @property
   def is_rl(self) -> bool:
@@ -547,7 +652,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _positive("algo.batch_size", a.get("batch_size", 0), True)
   _positive("algo.group_size", a.get("group_size", 0), True)
   bs, g = a["batch_size"], a["group_size"]
-  if name is not Algorithm.SFT:
+  if name not in OFFLINE_ALGORITHMS and name is not Algorithm.ITERATIVE_DPO:
     _check(bs % g == 0, "algo.group_size", g,
            f"must divide algo.batch_size={bs} (sequences per step = prompts × group_size); "
            f"e.g. set algo.batch_size to {max(1, bs // g) * g}")
@@ -590,7 +695,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   group_estimators = (core.AdvantageEstimator.GRPO, core.AdvantageEstimator.DR_GRPO,
                       core.AdvantageEstimator.RLOO, core.AdvantageEstimator.GRPO_PASSK,
                       core.AdvantageEstimator.OPO, core.AdvantageEstimator.REINFORCE_PP_BASELINE)
-  if name is not Algorithm.SFT and algo.group_size < 2:
+  if name not in OFFLINE_ALGORITHMS and algo.group_size < 2:
     _check(algo.estimator not in group_estimators, "algo.group_size", algo.group_size,
            f"estimator {algo.estimator.value!r} compares samples within a group: every advantage "
            "would be 0 with one sample per prompt; set algo.group_size >= 2")
@@ -645,7 +750,8 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   names = reward_names()
   _check(r.get("name") in names, "rewards.name", r.get("name"),
          f"unknown reward; allowed values: {_allowed(names)}")
-  _check(not (r.get("name") == TASK_REWARD and data.source != "task"), "rewards.name",
+  _check(not (r.get("name") == TASK_REWARD and data.source != "task"
+              and name not in OFFLINE_ALGORITHMS), "rewards.name",
          r.get("name"), "the 'task' verifier needs data.source='task'; for a file source use a "
          "registry reward such as 'math_answer' or 'exact_match'")
   _non_negative("rewards.overlong_buffer", r.get("overlong_buffer", 0))
@@ -678,6 +784,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   lg = dict(_section(cfg, "logging"))
   _positive("logging.every_steps", lg.get("every_steps", 0), True)
   logging = _fields(LoggingSection, lg, "logging")
+  mesh = _mesh_section(cfg.get("mesh") or {}, algo)
 
   _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
          cfg.get("num_steps"), "must be an integer >= 0")
@@ -687,7 +794,108 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
     raise ConfigError(f"config.{unknown[0]}: unknown field; top-level fields: {', '.join(sorted(known))}")
   return RunConfig(seed=int(cfg.get("seed", 0)), num_steps=int(cfg["num_steps"]), model=model,
                    data=data, algo=algo, optim=optim, sampling=sampling, rewards=rewards,
-                   warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging)
+                   warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging,
+                   mesh=mesh, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
+                                                 int(cfg["num_steps"])))
+
+
+def _pref_section(p, name: Algorithm, data: DataSection, algo: AlgoSection,
+                  num_steps: int) -> PrefSection:
+  """The ``pref`` section (defaults for fields a config leaves out), checked for ``name``."""
+  from rlx.data.preference import CORRUPTIONS
+  p = dict(p)
+  names = [f.name for f in dataclasses.fields(PrefSection)]
+  unknown = sorted(set(p) - set(names))
+  if unknown:
+    raise ConfigError(f"config.pref.{unknown[0]}: unknown field; fields of config.pref: "
+                      f"{', '.join(names)}")
+  p["loss"] = _enum("pref.loss", p.get("loss", "dpo"), core.PreferenceLoss)
+  p["length_buckets"] = tuple(int(x) for x in (p.get("length_buckets") or ()))
+  pref = PrefSection(**p)
+  _positive("pref.beta", pref.beta)
+  _check(0 <= pref.label_smoothing < 0.5, "pref.label_smoothing", pref.label_smoothing,
+         "must be in [0, 0.5) (robust DPO divides by 1 − 2ε)")
+  for f in ("gamma", "orpo_lambda", "margin_coef", "center_coef", "min_gap"):
+    _non_negative(f"pref.{f}", getattr(pref, f))
+  _positive("pref.kto_desirable_weight", pref.kto_desirable_weight)
+  _positive("pref.kto_undesirable_weight", pref.kto_undesirable_weight)
+  _check(pref.reference in ("precompute", "online"), "pref.reference", pref.reference,
+         "allowed values: 'precompute', 'online'")
+  _check(pref.corruption in CORRUPTIONS, "pref.corruption", pref.corruption,
+         f"allowed values: {_allowed(CORRUPTIONS)}")
+  _check(pref.pair_rule in ("best_worst", "anchored"), "pref.pair_rule", pref.pair_rule,
+         "allowed values: 'best_worst', 'anchored'")
+  _check(pref.round_reference in ("round", "initial"), "pref.round_reference",
+         pref.round_reference, "allowed values: 'round', 'initial'")
+  _check(all(0 < w <= data.max_seq_len for w in pref.length_buckets), "pref.length_buckets",
+         pref.length_buckets, f"every width must be in [1, data.max_seq_len={data.max_seq_len}]")
+  if name in (Algorithm.DPO, Algorithm.RM):
+    _check(data.source in ("task", "jsonl"), "data.source", data.source,
+           f"algo.name={name.value!r} reads pairs from 'task' (synthetic preference pairs) or "
+           "'jsonl' (prompt/chosen/rejected records)")
+  if pref.eval_generation:
+    _check(name is Algorithm.DPO, "pref.eval_generation", True,
+           "only algo.name='dpo' samples held-out prompts in its evaluations (iterative_dpo "
+           "always does; rm has no policy)")
+    _check(data.source == "task", "pref.eval_generation", True,
+           "held-out generation is judged by the synthetic task's verifier: needs "
+           "data.source='task'")
+  if name is Algorithm.ITERATIVE_DPO:
+    _check(pref.loss is not core.PreferenceLoss.KTO, "pref.loss", pref.loss.value,
+           "iterative_dpo trains on pairs: use a paired loss (dpo, robust, ipo, hinge, simpo, "
+           "orpo)")
+    _positive("pref.rounds", pref.rounds, True)
+    _check(num_steps >= pref.rounds and num_steps % pref.rounds == 0, "num_steps", num_steps,
+           f"iterative_dpo: num_steps counts the DPO updates of all pref.rounds={pref.rounds} "
+           "rounds and must be a positive multiple of it")
+    _check(algo.group_size >= 2, "algo.group_size", algo.group_size,
+           "iterative_dpo samples algo.group_size completions per prompt to pair: set >= 2")
+    _positive("pref.round_prompts", pref.round_prompts, True)
+  return pref
+
+
+def _mesh_section(h, algo: AlgoSection) -> MeshSection:
+  """The ``mesh`` section (defaults for fields a config leaves out); sizes are checked against
+  the devices when the run builds its mesh (``rlx.runtime.mesh.resolve_shape``)."""
+  from rlx.models.sharding import REMAT_POLICIES
+  from rlx.runtime.mesh import RULES, SAMPLING_RULES
+  h = dict(h)
+  names = [f.name for f in dataclasses.fields(MeshSection)]
+  unknown = sorted(set(h) - set(names))
+  if unknown:
+    raise ConfigError(f"config.mesh.{unknown[0]}: unknown field; fields of config.mesh: "
+                      f"{', '.join(names)}")
+  m = MeshSection(**h)
+  for f in ("data", "fsdp", "tensor"):
+    v = getattr(m, f)
+    _check(isinstance(v, int) and (v >= 1 or v == -1), f"mesh.{f}", v,
+           "must be a positive integer, or -1 for the rest of the devices")
+  free = [f for f in ("data", "fsdp", "tensor") if getattr(m, f) == -1]
+  _check(len(free) <= 1, f"mesh.{free[-1] if free else 'fsdp'}", -1,
+         f"only one axis may be -1 (the rest of the devices); {', '.join(free)} all are")
+  _check(m.rules in RULES, "mesh.rules", m.rules, f"allowed values: {_allowed(RULES)}")
+  _check(m.sampling_rules in SAMPLING_RULES, "mesh.sampling_rules", m.sampling_rules,
+         f"allowed values: {_allowed(SAMPLING_RULES)}")
+  _check(m.remat in REMAT_POLICIES, "mesh.remat", m.remat,
+         f"allowed values: {_allowed(REMAT_POLICIES)}")
+  for f in ("param_dtype", "reference_dtype"):
+    _check(getattr(m, f) in ("", "float32", "bfloat16"), f"mesh.{f}", getattr(m, f),
+           "allowed values: '' (same as the model / parameters), 'float32', 'bfloat16'")
+  _check(m.distributed in ("auto", "on", "off"), "mesh.distributed", m.distributed,
+         "allowed values: 'auto', 'on', 'off'")
+  _check(m.cpu_collectives in ("gloo", "mpi"), "mesh.cpu_collectives", m.cpu_collectives,
+         "allowed values: 'gloo', 'mpi'")
+  _check(isinstance(m.num_processes, int) and m.num_processes >= 0, "mesh.num_processes",
+         m.num_processes, "must be >= 0 (0 = from the environment)")
+  _check(isinstance(m.process_id, int) and m.process_id >= -1, "mesh.process_id", m.process_id,
+         "must be >= 0, or -1 (from the environment)")
+  _check(not (m.num_processes > 0 and m.process_id >= m.num_processes), "mesh.process_id",
+         m.process_id, f"must be < mesh.num_processes={m.num_processes}")
+  rows = (m.data if m.data > 0 else 1) * (m.fsdp if m.fsdp > 0 else 1)
+  _check(algo.batch_size % rows == 0, "algo.batch_size", algo.batch_size,
+         f"must be a multiple of mesh.data × mesh.fsdp = {rows} (the batch rows are split over "
+         "those devices)")
+  return m
 
 
 # Presets: the estimator × policy loss × KL × aggregation each algorithm name stands for.
@@ -715,6 +923,10 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
                   kl_placement="reward", kl_estimator="k1", beta=0.01, group_size=1),
     "ppo": dict(estimator="gae", policy_loss="ppo", aggregation="token-mean",
                 kl_placement="reward", kl_estimator="k1", beta=0.05, group_size=1),
+    # Preference phases (rlx.runtime.preference): their settings live in the pref section.
+    "dpo": dict(kl_placement="none", beta=0.0),
+    "rm": dict(kl_placement="none", beta=0.0),
+    "iterative_dpo": dict(kl_placement="none", beta=0.0),
 }
 
 
@@ -741,6 +953,27 @@ def synthetic_defaults(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigD
   cfg.checkpoint.every_steps = 25
   cfg.eval.every_steps = 25
   cfg.eval.num_examples = 64
+  return cfg
+
+
+def synthetic_preference_defaults(cfg: ml_collections.ConfigDict,
+                                  loss: str = "dpo") -> ml_collections.ConfigDict:
+  """The offline preference configs' shared settings (configs/dpo.py, ipo.py, simpo.py, kto.py):
+  :func:`synthetic_defaults`, algorithm ``dpo`` with ``pref.loss=loss``, 400 updates of 16 pairs
+  from 4096 synthetic calculation pairs (256 held out, another seed), held-out pair metrics
+  every 50 updates. The configs then set only their loss's hyper-parameters, so their runs are
+  comparable."""
+  synthetic_defaults(cfg)
+  apply_algorithm(cfg, "dpo")
+  cfg.pref.loss = loss
+  cfg.num_steps = 400  # updates
+  cfg.data.train_size = 4096  # training pairs
+  cfg.data.eval_size = 256  # held-out pairs (another seed)
+  cfg.algo.batch_size = 16  # pairs per update
+  cfg.optim.learning_rate = 3e-3  # a tiny model from scratch tolerates a large step
+  cfg.eval.every_steps = 50  # held-out pair metrics (eval/rewards/accuracy ...)
+  cfg.eval.num_examples = 256  # held-out pairs per evaluation
+  cfg.checkpoint.every_steps = 100
   return cfg
 
 

@@ -233,10 +233,15 @@ def minibatch_gradients(params, minibatch: TrainBatch, hp: Hyper, *, graphdef, c
   return grads, sums
 
 
-def make_grpo_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, spec: GRPOSpec):
-  """The compiled update ``(state, batch, hyper) -> (state, metrics)``; state donated."""
+def make_grpo_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, spec: GRPOSpec,
+                     layout=None):
+  """The compiled update ``(state, batch, hyper) -> (state, metrics)``; state donated.
 
-  @functools.partial(jax.jit, donate_argnums=0)
+  With ``layout`` (``rlx.runtime.mesh.Layout``) the update is compiled with explicit shardings:
+  state in its parameter layout (in and out), batch rows over ``data × fsdp``, hyper-parameters
+  and metrics replicated; activations and remat follow the layout.
+  """
+
   def update(state: TrainState, batch: TrainBatch, hp: Hyper):
     b = batch.tokens.shape[0]
     if b % spec.minibatches:
@@ -265,7 +270,10 @@ def make_grpo_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, sp
                    else jnp.mean(v)) for k, v in metrics.items()}
     return state.replace(params=params, opt_state=opt_state, step=step, rng=rng), metrics
 
-  return update
+  if layout is not None:
+    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
+                      donate_argnums=0)
+  return jax.jit(update, donate_argnums=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,15 +355,17 @@ def reference_kl(spec: PrepareSpec, old, ref, token_rewards, mask, hp: PrepareHy
   return token_rewards, kl, metrics
 
 
-def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec):
+def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec, layout=None):
   """Compiled ``(params, ref_params, rollout arrays, rewards, ...) -> (TrainBatch, metrics)``.
 
   Arrays: ``prompt_tokens [B,P]``, ``prompt_mask [B,P]``, ``completion_tokens [B,T]``,
-  ``completion_mask [B,T]`` (sampled tokens, attended to), ``loss_mask [B,T]`` (trained on), ``sampler_logprobs [B,T]``, ``rewards [B]``, ``group_ids [B]``,
-  ``greedy_rewards [B]`` (ReMax; zeros otherwise).
+  ``completion_mask [B,T]`` (sampled tokens, attended to), ``loss_mask [B,T]`` (trained on),
+  ``sampler_logprobs [B,T]``, ``rewards [B]``, ``group_ids [B]`` (negative = a padding row of
+  the static batch, see ``rlx.runtime.rollouts.pad_rows``), ``greedy_rewards [B]`` (ReMax; zeros
+  otherwise). With ``layout``: compiled with explicit shardings (parameters in their layout, the
+  arrays and the returned batch split by rows over ``data × fsdp``).
   """
 
-  @jax.jit
   def prepare(params, ref_params, prompt_tokens, prompt_mask, completion_tokens,
               completion_mask, loss_mask, sampler_logprobs, rewards, group_ids, greedy_rewards, hp: PrepareHyper):
     tokens = jnp.concatenate([prompt_tokens, completion_tokens], axis=1).astype(jnp.int32)
@@ -384,4 +394,7 @@ def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec):
                        ref_logprobs=ref, advantages=adv, importance_weights=weights)
     return batch, metrics
 
-  return prepare
+  if layout is not None:
+    return layout.jit(prepare, ("tree", "tree") + ("batch",) * 9 + ("replicated",),
+                      ("batch", "replicated"))
+  return jax.jit(prepare)

@@ -58,13 +58,13 @@ def ppo_micro_loss(params, mb: PPOBatch, denominator, hp: Hyper, *, graphdef, va
 
 
 def make_ppo_update(graphdef, value_graphdef, config: models.ModelConfig, opt: OptimizerDef,
-                    spec: GRPOSpec):
+                    spec: GRPOSpec, layout=None):
   """Compiled ``(state, batch: PPOBatch, hyper) -> (state, metrics)``; ``state.value_params``
-  and ``state.value_opt_state`` hold the critic. State donated."""
+  and ``state.value_opt_state`` hold the critic. State donated. ``layout``: explicit shardings,
+  as in ``rlx.algorithms.grpo.make_grpo_update``."""
   loss_fn = functools.partial(ppo_micro_loss, graphdef=graphdef, value_graphdef=value_graphdef,
                               config=config, spec=spec)
 
-  @functools.partial(jax.jit, donate_argnums=0)
   def update(state: TrainState, batch: PPOBatch, hp: Hyper):
     b = batch.old_values.shape[0]
     mb_size = b // spec.minibatches
@@ -95,15 +95,19 @@ def make_ppo_update(graphdef, value_graphdef, config: models.ModelConfig, opt: O
     return state.replace(params=params, value_params=value_params, opt_state=opt_state,
                          value_opt_state=value_opt_state, step=step, rng=rng), metrics
 
-  return update
+  if layout is not None:
+    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
+                      donate_argnums=0)
+  return jax.jit(update, donate_argnums=0)
 
 
-def make_ppo_prepare(graphdef, value_graphdef, config: models.ModelConfig, spec: PrepareSpec):
+def make_ppo_prepare(graphdef, value_graphdef, config: models.ModelConfig, spec: PrepareSpec,
+                     layout=None):
   """Compiled batch preparation for PPO: old / ref log-probs, values, KL-shaped token rewards,
   GAE advantages (whitened) and returns. ``token_rewards`` (dense, ``[B,T]``) are added to the
-  scalar reward placed on the last token."""
+  scalar reward placed on the last token. ``layout``: explicit shardings (see
+  ``rlx.algorithms.grpo.make_prepare``)."""
 
-  @jax.jit
   def prepare(params, ref_params, value_params, prompt_tokens, prompt_mask, completion_tokens,
               completion_mask, loss_mask, sampler_logprobs, rewards, token_rewards,
               hp: PrepareHyper, lam):
@@ -130,4 +134,7 @@ def make_ppo_prepare(graphdef, value_graphdef, config: models.ModelConfig, spec:
                         ref_logprobs=ref, advantages=adv, importance_weights=weights)
     return PPOBatch(policy=policy, old_values=values, returns=returns), metrics
 
-  return prepare
+  if layout is not None:
+    return layout.jit(prepare, ("tree",) * 3 + ("batch",) * 8 + ("replicated",) * 2,
+                      ("batch", "replicated"))
+  return jax.jit(prepare)

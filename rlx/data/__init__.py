@@ -27,6 +27,15 @@ from rlx.data.filters import group_stats
 from rlx.data.iterator import ExampleIterator
 from rlx.data.iterator import IteratorState
 from rlx.data.iterator import epoch_order
+from rlx.data.preference import LabeledCompletion
+from rlx.data.preference import PreferenceJsonlSource
+from rlx.data.preference import PreferencePair
+from rlx.data.preference import SyntheticPreferenceSource
+from rlx.data.preference import UnpairedJsonlSource
+from rlx.data.preference import UnpairedView
+from rlx.data.preference import make_pair_batch
+from rlx.data.preference import make_unpaired_batch
+from rlx.data.preference import pair_arrays
 from rlx.data.sources import GSM8K
 from rlx.data.sources import MATH
 from rlx.data.sources import ColumnMapping
@@ -57,11 +66,13 @@ __all__ = [
     "ArithmeticTask", "BalancedDifficulty", "CalculationTask", "ChatFormat", "ColumnMapping",
     "CountdownTask", "DataFormatError", "DynamicSampling", "Example", "ExampleIterator",
     "FillResult", "Formatter", "GroupFilter", "GroupStats", "IteratorState", "JsonlSource",
-    "ListTask", "ParquetSource", "PlainFormat", "PromptBatch", "PromptBatchIterator",
-    "RefillExhaustedWarning", "ScoredGroups", "StagedCurriculum", "StdEMA", "Task",
-    "TaskSource", "TfdsSource",
+    "LabeledCompletion", "ListTask", "ParquetSource", "PlainFormat", "PreferenceJsonlSource",
+    "PreferencePair", "PromptBatch", "PromptBatchIterator", "RefillExhaustedWarning",
+    "ScoredGroups", "StagedCurriculum", "StdEMA", "SyntheticPreferenceSource", "Task",
+    "TaskSource", "TfdsSource", "UnpairedJsonlSource", "UnpairedView",
     "bucket_size", "epoch_order", "evaluate_expression", "extract_answer", "fill_batch",
     "filter_metrics", "generate_example", "generate_examples", "get_task", "group_stats",
-    "gsm8k_answer", "last_boxed", "load_task_tokenizer", "make_prompt_batch", "make_sft_batch",
+    "gsm8k_answer", "last_boxed", "load_task_tokenizer", "make_pair_batch", "make_prompt_batch", "make_sft_batch",
+    "make_unpaired_batch", "pair_arrays",
     "train_task_tokenizer", "verify",
 ]

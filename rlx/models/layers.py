@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rlx.models.config import Activation, ModelConfig
+from rlx.models import sharding
 
 Array = jax.Array
 
@@ -153,9 +154,9 @@ class Attention(nnx.Module):
       ([B, S, D] output, updated (keys, values) or None).
     """
     b, s, _ = x.shape
-    q = self.q_proj(x)  # [B, S, H, E]
-    k = self.k_proj(x)  # [B, S, K, E]
-    v = self.v_proj(x)
+    q = sharding.constrain(self.q_proj(x), ("batch", "seq", "act_heads", "head_dim"))  # [B,S,H,E]
+    k = sharding.constrain(self.k_proj(x), ("batch", "seq", "act_kv_heads", "head_dim"))  # [B,S,K,E]
+    v = sharding.constrain(self.v_proj(x), ("batch", "seq", "act_kv_heads", "head_dim"))
     if self.q_norm is not None:
       q, k = self.q_norm(q), self.k_norm(k)
     q = apply_rope(q, positions, inv_freq)
@@ -207,7 +208,8 @@ class MLP(nnx.Module):
     """x: [B, S, D] → [B, S, D]."""
     gate = self.gate_proj(x)
     gate = jax.nn.gelu(gate, approximate=True) if self.gelu else jax.nn.silu(gate)
-    return self.down_proj(gate * self.up_proj(x))
+    hidden = sharding.constrain(gate * self.up_proj(x), ("batch", "seq", "act_mlp"))  # [B,S,F]
+    return self.down_proj(hidden)
 
 
 class DecoderLayer(nnx.Module):

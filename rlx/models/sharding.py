@@ -8,6 +8,9 @@ another dimension of the same array, or an axis whose size does not divide the d
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -58,3 +61,57 @@ def param_shardings(params: nnx.State, mesh: Mesh, rules: Rules = DEFAULT_RULES)
     return var.replace(NamedSharding(mesh, logical_to_spec(axes, var.shape, mesh, rules)))
 
   return jax.tree.map(one, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace-time layout: activation sharding constraints and the remat policy.
+#
+# Model code calls `constrain(x, logical_axes)` at the few places where the layout of an
+# activation matters (layer inputs/outputs, attention heads, the MLP hidden layer). Outside a
+# `scope` (the default: one device, tests, the sampler) it returns `x` unchanged, so the traced
+# program is exactly the unconstrained one.
+
+REMAT_POLICIES = {
+    "none": None,  # keep every activation (fastest, most memory)
+    "full": "nothing_saveable",  # recompute each decoder layer in the backward pass
+    "dots": "dots_saveable",  # keep matmul outputs, recompute the elementwise ops
+    "dots_no_batch": "dots_with_no_batch_dims_saveable",  # keep weight matmuls only
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scope:
+  mesh: Mesh | None
+  rules: Rules
+  remat: str
+
+
+_SCOPE = contextvars.ContextVar("rlx_sharding_scope", default=_Scope(None, DEFAULT_RULES, "none"))
+
+
+@contextlib.contextmanager
+def scope(mesh: Mesh | None, rules: Rules = DEFAULT_RULES, remat: str = "none"):
+  """While tracing inside this context, `constrain` lays activations out on `mesh` by `rules`
+  and decoder layers are rematerialised by the policy `remat` (a key of `REMAT_POLICIES`)."""
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"remat={remat!r}: allowed values: {', '.join(REMAT_POLICIES)}")
+  token = _SCOPE.set(_Scope(mesh, tuple(rules), remat))
+  try:
+    yield
+  finally:
+    _SCOPE.reset(token)
+
+
+def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
+  """`x` with a sharding constraint from its logical `axes` (a no-op outside `scope`)."""
+  s = _SCOPE.get()
+  if s.mesh is None or s.mesh.size == 1:
+    return x
+  spec = logical_to_spec(axes, x.shape, s.mesh, s.rules)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(s.mesh, spec))
+
+
+def remat_policy():
+  """The `jax.checkpoint` policy of the active scope, or None (no rematerialisation)."""
+  name = REMAT_POLICIES[_SCOPE.get().remat]
+  return None if name is None else getattr(jax.checkpoint_policies, name)

@@ -23,6 +23,7 @@ from flax import nnx, struct
 
 from rlx.models.config import ModelConfig, rope_inv_freq
 from rlx.models.layers import DecoderLayer, KeySeq, RMSNorm, param, softcap
+from rlx.models import sharding
 from rlx.models.sharding import DEFAULT_RULES, param_shardings
 
 Array = jax.Array
@@ -128,11 +129,17 @@ class Decoder(nnx.Module):
     windows = sorted({c.layer_window(i) for i in range(c.n_layers)}, key=lambda w: w or 0)
     masks = attention_masks(tokens.shape[1], kv_mask, start, windows, positions, kv_pos)
     inv_freq = rope_inv_freq(c)
-    x = self.embed(tokens)
+    act = ("batch", "seq", "act_embed")
+    x = sharding.constrain(self.embed(tokens), act)
+    policy = sharding.remat_policy() if cache is None else None
     ks, vs = [], []
     for i, layer in enumerate(self.layers):
       kv = None if cache is None else (cache.k[i], cache.v[i])
-      x, kv = layer(x, positions, masks[c.layer_window(i)], inv_freq, kv, start)
+      if policy is not None:
+        x = _remat_layer(layer, policy, x, positions, masks[c.layer_window(i)], inv_freq)
+      else:
+        x, kv = layer(x, positions, masks[c.layer_window(i)], inv_freq, kv, start)
+      x = sharding.constrain(x, act)
       if kv is not None:
         ks.append(kv[0])
         vs.append(kv[1])
@@ -141,6 +148,17 @@ class Decoder(nnx.Module):
       cache = KVCache(k=tuple(ks), v=tuple(vs), mask=kv_mask, positions=kv_pos,
                       index=cache.index + jnp.int32(tokens.shape[1]))
     return h, cache
+
+
+def _remat_layer(layer, policy, x, positions, mask, inv_freq):
+  """A cache-free decoder layer under `jax.checkpoint(policy=policy)`: the backward pass
+  recomputes what the policy does not save. x: [B, S, D] → [B, S, D]."""
+  graphdef, state = nnx.split(layer)
+
+  def f(state, x, positions, mask):
+    return nnx.merge(graphdef, state)(x, positions, mask, inv_freq, None, 0)[0]
+
+  return jax.checkpoint(f, policy=policy)(state, x, positions, mask)
 
 
 class Transformer(Decoder):

@@ -23,9 +23,18 @@ DEFAULT_JUDGE_TEMPLATE = (
 
 class RewardModelReward:
   """Scalar scores of a learned reward model (Bradley–Terry head), optionally standardised
-  (``normalize=True``: ``(s − mean)/(std + 1e-6)`` over the batch)."""
+  (``normalize=True``: ``(s − mean)/(std + 1e-6)`` over the batch).
 
-  def __init__(self, score_fn: Callable[..., np.ndarray] | None = None, normalize: bool = False):
+  ``checkpoint``: an rlx reward-model run's checkpoint directory (or its workdir); the score
+  function is then that model's (``rlx.algorithms.rm.load_reward_model``), loaded here, so a
+  config can name it: ``rewards.name="reward_model"``, ``rewards.kwargs={"checkpoint": DIR}``.
+  """
+
+  def __init__(self, score_fn: Callable[..., np.ndarray] | None = None, normalize: bool = False,
+               checkpoint: str = ""):
+    if score_fn is None and checkpoint:
+      from rlx.algorithms.rm import load_reward_model  # jax and the model only when asked for
+      score_fn = load_reward_model(checkpoint).sequence_scores
     self.name, self.score_fn, self.normalize = "reward_model", score_fn, normalize
 
   def __call__(self, batch: RewardInput, scorer: Scorer | None = None) -> RewardOutput:

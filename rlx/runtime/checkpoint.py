@@ -44,8 +44,30 @@ def from_json(tree: Any) -> Any:
   return tree
 
 
+def _default_sharding():
+  """Where a leaf without a sharding of its own is restored: the first device of a single
+  process, replicated over every device of a multi-process run."""
+  if jax.process_count() == 1:
+    return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("all",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
 def _abstract(tree):
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+  """Restore target: shape, dtype and sharding of every leaf. A leaf's own sharding (a placed
+  ``jax.Array``, or a ``ShapeDtypeStruct`` with one) decides the layout it is restored in, so a
+  checkpoint written on one mesh (or by several processes) restores onto any other; leaves
+  without one (host arrays) go to :func:`_default_sharding`."""
+
+  def one(x):
+    if isinstance(x, jax.ShapeDtypeStruct) and x.sharding is not None:
+      return x
+    if isinstance(x, jax.Array):
+      return ocp.utils.to_shape_dtype_struct(x)
+    return jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype")
+                                else x.dtype, sharding=_default_sharding())
+
+  return jax.tree.map(one, tree)
 
 
 class Checkpointer:
@@ -103,12 +125,36 @@ def _path_key(path) -> tuple[str, ...]:
 def restore_params(directory: str, like_params: Any, *, step: int | None = None,
                    subtree: tuple[str, ...] = ("train", "params")) -> Any:
   """The policy parameters of an rlx checkpoint directory (``checkpoint.init_from``), matched by
-  parameter path onto ``like_params``' structure; optimizer state and everything else is ignored."""
-  manager = ocp.CheckpointManager(os.path.abspath(directory), item_names=("state", "host"))
+  parameter path onto ``like_params``' structure; optimizer state and everything else is ignored.
+
+  Only the parameter subtree is read (an orbax partial restore), each parameter straight into
+  the sharding of its counterpart in ``like_params`` (any mesh, any number of processes: the
+  checkpoint may come from another topology); unmatched leaves go to one device / replicated."""
+  manager = ocp.CheckpointManager(
+      os.path.abspath(directory), item_names=("state", "host"),
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {directory}")
-  raw = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  saved = manager.item_metadata(step)["state"]
+  for k in subtree:
+    saved = saved[k]
+  like_sharding = {tuple(k for k in _path_key(p) if k != "value"): x.sharding
+                   for p, x in jax.tree_util.tree_flatten_with_path(like_params)[0]
+                   if isinstance(x, jax.Array)}
+
+  def target(path, meta):
+    key = tuple(k for k in _path_key(path) if k != "value")
+    sharding = like_sharding.get(key, None) or _default_sharding()
+    return jax.ShapeDtypeStruct(tuple(meta.shape), meta.dtype, sharding=sharding)
+
+  item = jax.tree_util.tree_map_with_path(target, saved)
+  for k in reversed(subtree):
+    item = {k: item}
+  restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(
+      sharding=x.sharding, global_shape=x.shape, dtype=x.dtype), item)
+  raw = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item, restore_args=restore_args, partial_restore=True)))
   manager.close()
   tree = raw.state
   for k in subtree:
@@ -128,5 +174,5 @@ def restore_params(directory: str, like_params: Any, *, step: int | None = None,
     if tuple(np.shape(match)) != tuple(like.shape):
       raise ValueError(f"parameter {'/'.join(key)}: checkpoint shape {np.shape(match)} != "
                        f"model shape {like.shape}")
-    out.append(jax.numpy.asarray(match, like.dtype))
+    out.append(match.astype(like.dtype) if match.dtype != like.dtype else match)
   return jax.tree_util.tree_unflatten(treedef, out)

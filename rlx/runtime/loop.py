@@ -3,6 +3,11 @@
 Short Python with no math in it: the host pieces are in ``rlx.runtime.rollouts``, the compiled
 ones in ``rlx.algorithms.grpo``. Metrics are pushed one step late; evaluation and checkpoints run
 on their schedules; SIGTERM/SIGINT checkpoint and return.
+
+On a mesh (``setup.layout``) the train state, the reference parameters and every compiled step
+are sharded (``rlx.runtime.mesh``). On a multi-host run the host side (prompts, rewards,
+filters) runs replicated: every process reads the whole global batch of prompts and scores every
+sample, so all hosts feed the same global values to the compiled steps (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from rlx import models
 from rlx.algorithms import grpo, laser, ppo
 from rlx.config import Algorithm
 from rlx.data import ExampleIterator
+from rlx.runtime import mesh as mesh_lib
 from rlx.runtime import rollouts
 from rlx.runtime.scorer import PolicyScorer
-from rlx.runtime.state import init_train_state, make_optimizer
+from rlx.runtime.state import create_train_state, make_optimizer
 
 RL_DATA_SEED_OFFSET = 1  # the RL prompt stream is shuffled apart from the warm start's
 
@@ -35,17 +41,23 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
   keep_ref = prep_spec.use_reference or needs_scorer or (
       laser_spec is not None and laser_spec.ref_baseline)
   # A copy: the update donates the train state, whose params start as the same buffers.
-  ref_params = jax.tree.map(jnp.copy, params) if keep_ref else None
+  # The reference may live in a lower dtype (mesh.reference_dtype): a cast is a copy too.
+  ref_dtype = run.mesh.reference_dtype
+  ref_params = jax.tree.map(lambda x: x.astype(ref_dtype) if ref_dtype else jnp.copy(x),
+                            params) if keep_ref else None
   is_ppo = algo.name is Algorithm.PPO
   value_graphdef = value_params = None
   if is_ppo:
+    place = {} if setup.layout is None else {"mesh": setup.layout.mesh,
+                                              "rules": setup.layout.rules}
     value_graphdef, value_params = models.init_params(setup.model_config, run.seed,
-                                                      cls=models.ValueModel)
+                                                      cls=models.ValueModel, **place)
     value_params = jax.tree.map(jnp.copy, models.init_from_policy(value_params, params))
-  state = init_train_state(opt, params, run.seed, value_params=value_params)
+  state = create_train_state(opt, params, run.seed, value_params=value_params,
+                             layout=setup.layout)
+  # Every process reads the global batch (the host side runs replicated, see the docstring).
   examples = ExampleIterator(setup.train_source, batch_size=algo.num_prompts,
-                             seed=run.seed + RL_DATA_SEED_OFFSET, shuffle=run.data.shuffle,
-                             process_index=jax.process_index(), process_count=jax.process_count())
+                             seed=run.seed + RL_DATA_SEED_OFFSET, shuffle=run.data.shuffle)
   group_filter = rollouts.make_group_filter(algo)
   filter_state = group_filter.init_state()
   kl_state = core.adaptive_kl_init(algo.beta)
@@ -62,14 +74,17 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
     reward_state = host.get("reward")
   spec = grpo.GRPOSpec.from_config(algo, chunk, setup.model_config.vocab_size)
   if is_ppo:
-    update = ppo.make_ppo_update(setup.graphdef, value_graphdef, setup.model_config, opt, spec)
+    update = ppo.make_ppo_update(setup.graphdef, value_graphdef, setup.model_config, opt, spec,
+                                 layout=setup.layout)
     ppo_prepare = ppo.make_ppo_prepare(setup.graphdef, value_graphdef, setup.model_config,
-                                       prep_spec)
+                                       prep_spec, layout=setup.layout)
     prepare = lambda p, vp, ref, *arrays, greedy, hp: ppo_prepare(
         p, ref, vp, *arrays[:7], np.zeros_like(arrays[4]), hp, algo.lam)
   else:
-    update = grpo.make_grpo_update(setup.graphdef, setup.model_config, opt, spec)
-    grpo_prepare = grpo.make_prepare(setup.graphdef, setup.model_config, prep_spec)
+    update = grpo.make_grpo_update(setup.graphdef, setup.model_config, opt, spec,
+                                   layout=setup.layout)
+    grpo_prepare = grpo.make_prepare(setup.graphdef, setup.model_config, prep_spec,
+                                     layout=setup.layout)
     prepare = lambda p, vp, ref, *arrays, greedy, hp: grpo_prepare(p, ref, *arrays, greedy, hp)
   scorer = PolicyScorer(setup.graphdef, setup.model_config, setup.tokenizer, ref_params,
                         chunk) if needs_scorer else None
@@ -83,8 +98,19 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
   base_key = jax.random.PRNGKey(run.seed)
   step = int(resume["phase_step"]) if resume is not None else 0
 
+  def sampling_params():
+    """The policy in the sampling layout (no copy with ``mesh.sampling_rules="train"``). On
+    several processes the sampler's outputs must be readable on every host: replicated."""
+    if setup.layout is None:
+      return state.params
+    if jax.process_count() > 1:
+      return setup.layout.put_tree(state.params, mesh_lib.RULES["replicated"])
+    if setup.layout.sampling_rules is None:
+      return state.params
+    return setup.layout.put_tree(state.params, setup.layout.sampling_rules)
+
   def do_eval():
-    result = rollouts.evaluate(setup, state.params, jax.random.fold_in(base_key, 2**31 - 1),
+    result = rollouts.evaluate(setup, sampling_params(), jax.random.fold_in(base_key, 2**31 - 1),
                                scorer)
     evals.append({"step": step, **{k: v for k, v in result.items() if not isinstance(v, str)}})
     setup.writer.write_now(step_offset + step, result)
@@ -123,15 +149,15 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
     key = jax.random.fold_in(base_key, step_offset + step)
     if scorer is not None:
       scorer.bind(state.params)
-    got = rollouts.collect(setup, state.params, examples, reward_fn, group_filter, filter_state,
-                           key, step)
+    got = rollouts.collect(setup, sampling_params(), examples, reward_fn, group_filter,
+                           filter_state, key, step)
     filter_state = got.filter_state
     metrics = {}
     if not got.empty:  # empty: the filter kept no group even after refills; no update
       state, kl_state, metrics = train_step(got.data)
     step += 1
     setup.writer.push(step_offset + step, metrics, {"phase": "rl", **got.metrics})
-    if setup.guard.requested:
+    if setup.guard.stop_requested():
       save(force=True)
       return state.params, True, {"evals": evals}
     if run.eval.every_steps and step % run.eval.every_steps == 0 and step < run.num_steps:

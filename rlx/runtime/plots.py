@@ -21,8 +21,9 @@ CURVES = (
 )
 
 
-def plot_learning_curves(metrics_path: str, out_path: str) -> str | None:
-  """Plot every metric of :data:`CURVES` found in ``metrics_path`` against the step.
+def plot_learning_curves(metrics_path: str, out_path: str, curves=CURVES) -> str | None:
+  """Plot every metric of ``curves`` (default :data:`CURVES`; ``(key, title)`` pairs) found in
+  ``metrics_path`` against the step.
 
   Returns the PNG path, or None when the file has none of the metrics.
   """
@@ -33,7 +34,7 @@ def plot_learning_curves(metrics_path: str, out_path: str) -> str | None:
 
   records = read_metrics(metrics_path) if os.path.exists(metrics_path) else []
   series = []
-  for key, title in CURVES:
+  for key, title in curves:
     points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
     if points:
       series.append((title, points))

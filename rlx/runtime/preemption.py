@@ -1,4 +1,10 @@
-"""SIGTERM / SIGINT handling: the loop checks a flag after each step, checkpoints and returns."""
+"""SIGTERM / SIGINT handling: the loop checks a flag after each step, checkpoints and returns.
+
+On a multi-host run the signal may reach one host only (a preempted VM, a ``kill`` on one
+worker). :meth:`PreemptionGuard.stop_requested` agrees on the flag across hosts at each step
+boundary, so every host saves the same step and returns together; without it the others would
+block forever in the next step's collectives.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,15 @@ class PreemptionGuard:
       raise KeyboardInterrupt
     self.requested = True
     self.signal_name = signal.Signals(signum).name
+
+  def stop_requested(self) -> bool:
+    """``requested`` on any host (a cross-host reduction when there are several processes:
+    call it at the same step boundary on every host)."""
+    from rlx.runtime.distributed import agree_any  # jax only when a run uses it
+    stop = agree_any(self.requested)
+    if stop and not self.requested:
+      self.requested, self.signal_name = True, "peer"
+    return stop
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():

@@ -23,11 +23,13 @@ from rlx import models
 from rlx.algorithms import sft
 from rlx.data import (ChatFormat, ExampleIterator, JsonlSource, PlainFormat, TaskSource,
                       load_task_tokenizer, make_sft_batch)
+from rlx.runtime import distributed
+from rlx.runtime import mesh as mesh_lib
 from rlx.runtime.checkpoint import Checkpointer, restore_params
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
 from rlx.runtime.preemption import PreemptionGuard
-from rlx.runtime.state import init_train_state, make_optimizer
+from rlx.runtime.state import create_train_state, make_optimizer
 
 log = logging.getLogger("rlx")
 
@@ -50,6 +52,7 @@ class Setup:
   checkpointer: Checkpointer
   writer: MetricsWriter
   guard: PreemptionGuard
+  layout: Any = None  # rlx.runtime.mesh.Layout on a multi-device mesh, None on one device
 
 
 def _tokenizer(run):
@@ -107,15 +110,23 @@ def _sources(run):
 def build(cfg, workdir: str) -> Setup:
   """Validate the config and build model, tokenizer, data sources, checkpointer and writer."""
   run = cfg if isinstance(cfg, rlx_config.RunConfig) else rlx_config.validate(cfg)
+  distributed.initialize(run.mesh)  # before anything touches a device
+  layout = mesh_lib.layout_from_config(run.mesh)
+  _check_batch_rows(run, layout)
   os.makedirs(workdir, exist_ok=True)
+  param_dtype = run.mesh.param_dtype or run.model.dtype
+  place = {} if layout is None else {"mesh": layout.mesh, "rules": layout.rules}
   if run.model.path:
-    model_config, params = models.load_hf(run.model.path, dtype=run.model.dtype)
+    model_config, params = models.load_hf(run.model.path, dtype=param_dtype, **place)
+    model_config = model_config.replace(dtype=run.model.dtype)
     graphdef, _ = models.abstract(model_config)
   else:
-    model_config = run.model.model_config()
-    graphdef, params = models.init_params(model_config, run.seed)
+    model_config = run.model.model_config().replace(param_dtype=param_dtype)
+    graphdef, params = models.init_params(model_config, run.seed, **place)
   if run.checkpoint.init_from:
     params = restore_params(run.checkpoint.init_from, params)
+    if layout is not None:
+      params = layout.put_tree(params)
   tokenizer = _tokenizer(run)
   formatter = ChatFormat(tokenizer) if run.data.prompt_format is rlx_config.PromptFormat.CHAT \
       else PlainFormat()
@@ -127,7 +138,22 @@ def build(cfg, workdir: str) -> Setup:
       checkpointer=Checkpointer(os.path.join(workdir, "checkpoints"), keep=run.checkpoint.keep),
       writer=MetricsWriter(workdir, stdout=run.logging.stdout, tensorboard=run.logging.tensorboard,
                            every_steps=run.logging.every_steps),
-      guard=PreemptionGuard())
+      guard=PreemptionGuard(), layout=layout)
+
+
+def _check_batch_rows(run: rlx_config.RunConfig, layout) -> None:
+  """Batch rows are split over data × fsdp: every batch size must be a multiple of it."""
+  if layout is None:
+    return
+  rows = layout.batch_divisor
+  sizes = [("algo.batch_size", run.algo.batch_size)]
+  if run.warm_start.sft_steps > 0:
+    sizes.append(("warm_start.batch_size", run.warm_start.batch_size))
+  for field, size in sizes:
+    if size % rows:
+      raise rlx_config.ConfigError(
+          f"config.{field}={size}: must be a multiple of mesh data × fsdp = {rows} (the "
+          f"{layout.size} devices of mesh {dict(layout.mesh.shape)} split batch rows over it)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,10 +182,15 @@ def run_sft(setup: Setup, phase: SFTPhase, params, resume: dict | None, step_off
   """SFT updates ``resume['phase_step'] .. phase.steps``; returns ``(params, preempted)``."""
   run = setup.run
   opt = make_optimizer(run.optim, phase.steps)
-  state = init_train_state(opt, params, run.seed)
-  examples = ExampleIterator(setup.train_source, batch_size=phase.batch_size, seed=run.seed,
-                             shuffle=run.data.shuffle, process_index=jax.process_index(),
-                             process_count=jax.process_count())
+  state = create_train_state(opt, params, run.seed, layout=setup.layout)
+  # Each host loads its block of every global batch; the blocks are gathered into the batch.
+  if phase.batch_size % jax.process_count():
+    raise rlx_config.ConfigError(
+        f"SFT batch size {phase.batch_size} must be a multiple of the {jax.process_count()} "
+        "processes (algo.batch_size / warm_start.batch_size)")
+  examples = ExampleIterator(setup.train_source, batch_size=phase.batch_size // jax.process_count(),
+                             seed=run.seed, shuffle=run.data.shuffle,
+                             process_index=jax.process_index(), process_count=jax.process_count())
   if resume is not None:
     restored, host = setup.checkpointer.restore(resume["step"], {"train": state})
     state = restored["train"]
@@ -178,10 +209,14 @@ def run_sft(setup: Setup, phase: SFTPhase, params, resume: dict | None, step_off
   while step < phase.steps:
     b = make_sft_batch(next(examples), setup.tokenizer, formatter=setup.formatter,
                        max_len=run.data.max_seq_len, truncate=True)
-    state, metrics = update(state, sft.sft_batch(b["tokens"], b["mask"], b["loss_mask"]), hparams)
+    batch = sft.sft_batch(*(distributed.gather_rows(b[k]) for k in ("tokens", "mask",
+                                                                     "loss_mask")))
+    if setup.layout is not None:
+      batch = setup.layout.put_batch(batch)
+    state, metrics = update(state, batch, hparams)
     step += 1
     setup.writer.push(step_offset + step, metrics, {"phase": "sft"})
-    if setup.guard.requested:
+    if setup.guard.stop_requested():
       save(force=True)
       return state.params, True
     if step % run.checkpoint.every_steps == 0 or step == phase.steps:
@@ -244,12 +279,16 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
           return summary
       if run.is_rl:
         from rlx.runtime import loop  # needs rlx.sampling
-        rl_host = host if host is not None and host["phase"] == "rl" else None
+        rl_host = host if host is not None and host["phase"] != "sft" else None
         offset = sft_phase.steps if sft_phase is not None else 0
         if sft_done and rl_host is None and sft_phase is not None and host is not None:
           # Resuming right after a finished warm start: its final params are in the checkpoint.
           params = restore_params(ckpt.directory, params, step=latest)
-        params, preempted, rl_summary = loop.run_rl(
+        main_phase = loop.run_rl
+        if run.algo.name in rlx_config.PREFERENCE_ALGORITHMS:  # dpo, rm, iterative_dpo
+          from rlx.runtime.preference import run_preference
+          main_phase = run_preference
+        params, preempted, rl_summary = main_phase(
             setup, params,
             None if rl_host is None else {"step": latest, "phase_step": rl_host["phase_step"]},
             step_offset=offset)

@@ -98,3 +98,24 @@ def init_train_state(opt: OptimizerDef, params, seed: int, value_params=None) ->
       params=params, opt_state=opt.tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng,
       value_params=value_params,
       value_opt_state=None if value_params is None else opt.tx.init(value_params))
+
+
+def create_train_state(opt: OptimizerDef, params, seed: int, value_params=None, *,
+                       layout=None) -> TrainState:
+  """:func:`init_train_state`, laid out on ``layout`` (a ``rlx.runtime.mesh.Layout``) if given.
+
+  The sharded recipe: ``jax.eval_shape`` of the initialisation → shardings from the logical axes
+  of every parameter-like leaf (Adam's moments inherit them from the parameters; step and RNG
+  are replicated) → one ``jax.jit(init, out_shardings=...)``, so the optimizer state is created
+  in place, shard by shard, and no device or host ever holds a full copy. ``params`` (and
+  ``value_params``) are placed in their shardings first if they are not already there (e.g.
+  parameters from ``rlx.models.init_params(..., mesh=)`` or ``load_hf(..., mesh=)`` are).
+  """
+  if layout is None:
+    return init_train_state(opt, params, seed, value_params)
+  init = lambda p, vp: init_train_state(opt, p, seed, vp)
+  in_shardings = (layout.tree_shardings(params), layout.tree_shardings(value_params))
+  out_shardings = layout.tree_shardings(jax.eval_shape(init, params, value_params))
+  params, value_params = layout.put((params, value_params), in_shardings)
+  return jax.jit(init, in_shardings=in_shardings, out_shardings=out_shardings)(params,
+                                                                               value_params)
