@@ -21,7 +21,6 @@ from rlx import models
 from rlx.algorithms import grpo, laser, ppo
 from rlx.config import Algorithm
 from rlx.data import ExampleIterator
-from rlx.runtime import mesh as mesh_lib
 from rlx.runtime import rollouts
 from rlx.runtime.scorer import PolicyScorer
 from rlx.runtime.state import create_train_state, make_optimizer
@@ -99,13 +98,10 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
   step = int(resume["phase_step"]) if resume is not None else 0
 
   def sampling_params():
-    """The policy in the sampling layout (no copy with ``mesh.sampling_rules="train"``). On
-    several processes the sampler's outputs must be readable on every host: replicated."""
-    if setup.layout is None:
-      return state.params
-    if jax.process_count() > 1:
-      return setup.layout.put_tree(state.params, mesh_lib.RULES["replicated"])
-    if setup.layout.sampling_rules is None:
+    """The policy in the sampling layout (no copy with ``mesh.sampling_rules="train"``). The
+    sampler splits rows over ``data × fsdp``; on several processes every host then receives all
+    rows (``rollouts.rollout_to_host``)."""
+    if setup.layout is None or setup.layout.sampling_rules is None:
       return state.params
     return setup.layout.put_tree(state.params, setup.layout.sampling_rules)
 

@@ -16,6 +16,7 @@ import numpy as np
 from rlx import config as rlx_config
 from rlx.data import (BalancedDifficulty, DynamicSampling, ScoredGroups, StdEMA, GroupFilter,
                       make_prompt_batch, verify)
+from rlx.runtime import distributed
 from rlx.sampling import LENGTH, SamplingParams, sample
 
 
@@ -128,7 +129,8 @@ def rollout_to_host(rollout) -> dict[str, np.ndarray]:
   """The step's one planned device→host transfer."""
   fields = ("prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "logprobs",
             "lengths", "finish_reason", "group_ids")
-  return dict(zip(fields, jax.device_get(tuple(getattr(rollout, f) for f in fields))))
+  # to_host: on a multi-host mesh the rows are spread over the hosts; every host gets them all.
+  return dict(zip(fields, distributed.to_host(tuple(getattr(rollout, f) for f in fields))))
 
 
 def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
@@ -138,9 +140,12 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
   batch = make_prompt_batch(examples, setup.tokenizer, formatter=setup.formatter, group_size=1,
                             length_buckets=(run.data.max_prompt_len,), truncate=True)
   k = len(examples)
+  layout = getattr(setup, "layout", None)
+  mesh = None if layout is None else layout.mesh  # rows over data × fsdp
   rollout = sample(setup.graphdef, params, batch.prompt_tokens[:k], batch.prompt_mask[:k],
                    sampling_params(run, setup.tokenizer, n=n, greedy=greedy,
-                                   temperature=temperature), key, pad_id=setup.tokenizer.pad_id)
+                                   temperature=temperature), key, pad_id=setup.tokenizer.pad_id,
+                   mesh=mesh)
   return rollout_to_host(rollout)
 
 

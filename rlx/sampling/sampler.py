@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -267,7 +268,8 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   max_len = width + n_new + reserve
   cache = _init_cache(graphdef, params, batch=bb, max_len=max_len, dtype=cache_dtype)
   batch = (tokens, mask, positions, done, finish, last)
-  if mesh is not None:
+  if mesh is not None and bb % math.prod(mesh.shape[a] for a in data_axes) == 0:
+    # Rows split over the data axes (a bucket too small to split runs replicated).
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axes))
     batch = tuple(jax.device_put(x, sharding) for x in batch)
   out = _run(graphdef, params, cache, batch, sp, key, n_new, pad_id)
