@@ -712,9 +712,22 @@ def command(study: Study, workers: int, extra: Mapping[str, Any] | None = None) 
 def variants_markdown(study: Study) -> str:
   lines = ["| variant | overrides of the base config | what it is |", "|---|---|---|"]
   for v in study.variants:
-    ov = ", ".join(f"`{k}={'f(cfg)' if callable(x) else x!r}`" for k, x in v.overrides.items())
+    # A callable override shows the value it takes in the small version.
+    rounds = variant_configs(study, v, study.seeds[0])
+
+    def fmt(overrides, cfg):
+      out = []
+      for k, x in overrides.items():
+        if callable(x):
+          x = cfg
+          for part in k.split("."):
+            x = x[part]
+        out.append(f"`{k}={x!r}`")
+      return ", ".join(out)
+
+    ov = fmt(v.overrides, rounds[0])
     for j, st in enumerate(v.stages):
-      ov += f"; round {j + 2}: " + ", ".join(f"`{k}={x!r}`" for k, x in st.items())
+      ov += f"; round {j + 2}: " + fmt(st, rounds[j + 1])
     lines.append(f"| {v.name} | {ov or '—'} | {v.description} |")
   return "\n".join(lines) + "\n"
 
@@ -795,6 +808,11 @@ def run_study(study: Study | str, *, root: str = DEFAULT_ROOT, workers: int = 0,
     if failed:
       log(f"not finished: {', '.join(failed)} (run the command again to resume)")
   out_dir = out_dir or os.path.join(EXPERIMENTS_DIR, study.name)
+  if report_only and not any(n.finished() for n in nodes.values() if n.kind == "rl") \
+      and os.path.exists(os.path.join(out_dir, "results.csv")):
+    # A fresh checkout has no run directories: keep the shipped report instead of emptying it.
+    raise SystemExit(f"{study.name}: no finished runs under {root}; the report in {out_dir} "
+                     "was left as it is (run the study to rebuild it)")
   return report(study, nodes, chains, out_dir, cmd=command(study, workers, extra))
 
 
