@@ -392,9 +392,20 @@ def make_preference_update(graphdef, config: models.ModelConfig, opt: OptimizerD
   unchanged) when the batch holds no real pair.
   """
 
-  def update(state: TrainState, batch, hp: PrefHyper):
-    grads, metrics = preference_gradients(graphdef, state.params, batch, hp, config=config,
-                                          spec=spec)
+  return make_weighted_step(
+      lambda params, batch, hp: preference_gradients(graphdef, params, batch, hp, config=config,
+                                                     spec=spec), opt, layout)
+
+
+def make_weighted_step(gradients: Callable, opt: OptimizerDef, layout=None):
+  """Compiled ``(state, batch, hyper) -> (state, metrics)`` from
+  ``gradients(params, batch, hyper) -> (grads, metrics)``: one optimizer step at ``hyper.lr``,
+  skipped (params and optimizer state unchanged) when ``batch.weight`` sums to 0 (a batch of
+  padding only). State donated; with ``layout`` (``rlx.runtime.mesh.Layout``) compiled with
+  explicit shardings (state in its layout, batch rows over ``data × fsdp``)."""
+
+  def update(state: TrainState, batch, hp):
+    grads, metrics = gradients(state.params, batch, hp)
     params, opt_state, opt_metrics = apply_updates(opt, state.params, state.opt_state, grads,
                                                    state.step, hp.lr,
                                                    active=jnp.sum(batch.weight) > 0)

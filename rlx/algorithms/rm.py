@@ -30,8 +30,9 @@ import numpy as np
 from rlx import core
 from rlx import models
 from rlx.algorithms.common import positions_from_mask
-from rlx.algorithms.dpo import PairBatch, PrefHyper, accumulate_gradients, finalize_metrics
-from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+from rlx.algorithms.dpo import (PairBatch, PrefHyper, accumulate_gradients, finalize_metrics,
+                                make_weighted_step)
+from rlx.runtime.state import OptimizerDef
 
 
 def pair_scores(graphdef, params, batch: PairBatch) -> tuple[jax.Array, jax.Array]:
@@ -67,20 +68,9 @@ def rm_gradients(graphdef, params, batch: PairBatch, hp: PrefHyper, *, micro_bat
 def make_rm_update(graphdef, opt: OptimizerDef, *, micro_batch_size: int = 0, layout=None):
   """Compiled ``(state, batch: PairBatch, hyper: PrefHyper) -> (state, metrics)``; ``state``
   holds the reward model's parameters; donated."""
-
-  def update(state: TrainState, batch: PairBatch, hp: PrefHyper):
-    grads, metrics = rm_gradients(graphdef, state.params, batch, hp,
-                                  micro_batch_size=micro_batch_size)
-    params, opt_state, opt_metrics = apply_updates(opt, state.params, state.opt_state, grads,
-                                                   state.step, hp.lr,
-                                                   active=jnp.sum(batch.weight) > 0)
-    return (state.replace(params=params, opt_state=opt_state, step=state.step + 1),
-            {**metrics, **opt_metrics})
-
-  if layout is not None:
-    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
-                      donate_argnums=0)
-  return jax.jit(update, donate_argnums=0)
+  return make_weighted_step(
+      lambda params, batch, hp: rm_gradients(graphdef, params, batch, hp,
+                                             micro_batch_size=micro_batch_size), opt, layout)
 
 
 def make_rm_metrics(graphdef, layout=None):
