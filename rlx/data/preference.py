@@ -23,7 +23,6 @@ tokens and ``loss_mask`` the completion tokens (the targets whose log-probs are 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 
 from rlx.data.batching import Formatter, PlainFormat, bucket_size
 from rlx.data.example import Example
-from rlx.data.sources import DataFormatError
+from rlx.data.sources import read_jsonl
 from rlx.data.tasks import Task, generate_example, get_task
 
 
@@ -93,25 +92,17 @@ class _JsonlRecords(Sequence):
   """JSON-lines records parsed by ``parse(record, default_id)`` (errors name ``path:line``)."""
 
   def __init__(self, path: str | os.PathLike, parse, *, on_error: str = "raise"):
-    if on_error not in ("raise", "skip"):
-      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     path = os.fspath(path)
-    self.path, self.items, self.skipped = path, [], []
+    self.path = path
     name = os.path.basename(path)
-    with open(path, encoding="utf-8") as f:
-      for lineno, line in enumerate(f, start=1):
-        if not line.strip():
-          continue
-        where = f"{path}:{lineno}"
-        try:
-          record = json.loads(line)
-          if not isinstance(record, dict):
-            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-          self.items.append(parse(record, f"{name}/{len(self.items)}"))
-        except (ValueError, KeyError, TypeError) as e:
-          if on_error == "raise":
-            raise DataFormatError(f"{where}: malformed record: {e}") from e
-          self.skipped.append(where)
+    kept = [0]  # default ids number the kept records: "<file>/<index>"
+
+    def one(record, _where):
+      item = parse(record, f"{name}/{kept[0]}")
+      kept[0] += 1
+      return item
+
+    self.items, self.skipped = read_jsonl(path, one, on_error=on_error)
 
   def __len__(self) -> int:
     return len(self.items)

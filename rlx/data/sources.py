@@ -27,6 +27,33 @@ class DataFormatError(ValueError):
   """A record that cannot be read; the message names the file and line (or row)."""
 
 
+def read_jsonl(path: str, parse: Callable[[dict, str], Any], *, on_error: str = "raise"
+               ) -> tuple[list[Any], list[str]]:
+  """``(items, skipped)``: ``parse(record, where)`` of every non-blank line of a JSON-lines file.
+
+  A line that is not a JSON object, or that ``parse`` rejects (``ValueError``/``KeyError``/
+  ``TypeError``), raises :class:`DataFormatError` naming ``path:line`` (``on_error="raise"``) or
+  is dropped with its ``path:line`` in ``skipped`` (``"skip"``)."""
+  if on_error not in ("raise", "skip"):
+    raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+  items, skipped = [], []
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      where = f"{path}:{lineno}"
+      try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+          raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        items.append(parse(record, where))
+      except (ValueError, KeyError, TypeError) as e:
+        if on_error == "raise":
+          raise DataFormatError(f"{where}: malformed record: {e}") from e
+        skipped.append(where)
+  return items, skipped
+
+
 @dataclasses.dataclass(frozen=True)
 class ColumnMapping:
   """How the columns of a record become an :class:`Example`.
@@ -146,26 +173,13 @@ class JsonlSource(_ListSource):
 
   def __init__(self, path: str | os.PathLike, mapping: ColumnMapping = ColumnMapping(), *,
                on_error: str = "raise"):
-    if on_error not in ("raise", "skip"):
-      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     path = os.fspath(path)
-    records, self.skipped = [], []
-    with open(path, encoding="utf-8") as f:
-      for lineno, line in enumerate(f, start=1):
-        if not line.strip():
-          continue
-        where = f"{path}:{lineno}"
-        try:
-          record = json.loads(line)
-          if not isinstance(record, dict):
-            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-          mapping.apply(record, default_id="")  # validates the mapped columns now
-        except (ValueError, KeyError, TypeError) as e:
-          if on_error == "raise":
-            raise DataFormatError(f"{where}: malformed record: {e}") from e
-          self.skipped.append(where)
-          continue
-        records.append((where, record))
+
+    def check(record, where):
+      mapping.apply(record, default_id="")  # validates the mapped columns now
+      return where, record
+
+    records, self.skipped = read_jsonl(path, check, on_error=on_error)
     super().__init__(records, mapping, name=os.path.basename(path))
 
   @property
