@@ -555,7 +555,9 @@ def _section(cfg, name):
   return section
 
 
-def _fields(cls, section, prefix, **resolved):
+def _fields(cls, section, prefix, *, defaults: bool = False, **resolved):
+  """``cls`` from a config section: unknown fields fail naming the field; a missing field fails
+  too, or (``defaults=True``, for sections older configs may lack) takes the class default."""
   names = [f.name for f in dataclasses.fields(cls)]
   unknown = sorted(set(section.keys()) - set(names))
   if unknown:
@@ -565,10 +567,10 @@ def _fields(cls, section, prefix, **resolved):
   for n in names:
     if n in resolved:
       values[n] = resolved[n]
-    elif n not in section:
-      raise ConfigError(f"config.{prefix}.{n} is missing; start from rlx.config.default_config()")
-    else:
+    elif n in section:
       values[n] = section[n]
+    elif not defaults:
+      raise ConfigError(f"config.{prefix}.{n} is missing; start from rlx.config.default_config()")
   return cls(**values)
 
 
@@ -803,15 +805,9 @@ def _pref_section(p, name: Algorithm, data: DataSection, algo: AlgoSection,
                   num_steps: int) -> PrefSection:
   """The ``pref`` section (defaults for fields a config leaves out), checked for ``name``."""
   from rlx.data.preference import CORRUPTIONS
-  p = dict(p)
-  names = [f.name for f in dataclasses.fields(PrefSection)]
-  unknown = sorted(set(p) - set(names))
-  if unknown:
-    raise ConfigError(f"config.pref.{unknown[0]}: unknown field; fields of config.pref: "
-                      f"{', '.join(names)}")
-  p["loss"] = _enum("pref.loss", p.get("loss", "dpo"), core.PreferenceLoss)
-  p["length_buckets"] = tuple(int(x) for x in (p.get("length_buckets") or ()))
-  pref = PrefSection(**p)
+  pref = _fields(PrefSection, p, "pref", defaults=True,
+                 loss=_enum("pref.loss", p.get("loss", "dpo"), core.PreferenceLoss),
+                 length_buckets=tuple(int(x) for x in (p.get("length_buckets") or ())))
   _positive("pref.beta", pref.beta)
   _check(0 <= pref.label_smoothing < 0.5, "pref.label_smoothing", pref.label_smoothing,
          "must be in [0, 0.5) (robust DPO divides by 1 − 2ε)")
@@ -859,13 +855,7 @@ def _mesh_section(h, algo: AlgoSection) -> MeshSection:
   the devices when the run builds its mesh (``rlx.runtime.mesh.resolve_shape``)."""
   from rlx.models.sharding import REMAT_POLICIES
   from rlx.runtime.mesh import RULES, SAMPLING_RULES
-  h = dict(h)
-  names = [f.name for f in dataclasses.fields(MeshSection)]
-  unknown = sorted(set(h) - set(names))
-  if unknown:
-    raise ConfigError(f"config.mesh.{unknown[0]}: unknown field; fields of config.mesh: "
-                      f"{', '.join(names)}")
-  m = MeshSection(**h)
+  m = _fields(MeshSection, h, "mesh", defaults=True)
   for f in ("data", "fsdp", "tensor"):
     v = getattr(m, f)
     _check(isinstance(v, int) and (v >= 1 or v == -1), f"mesh.{f}", v,

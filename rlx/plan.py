@@ -118,10 +118,8 @@ def plan(run, *, compile: bool = True) -> dict:
   if compile:
     spec = grpo.GRPOSpec.from_config(algo, run.model.logprob_chunk, config.vocab_size)
     if is_sft:
-      inner = sft.make_sft_update(graphdef, config, opt, micro_batch_size=algo.micro_batch,
-                                  chunk_size=run.model.logprob_chunk)
-      update = layout.jit(inner, ("tree", "batch", "replicated"), ("tree", "replicated"),
-                          donate_argnums=0)
+      update = sft.make_sft_update(graphdef, config, opt, micro_batch_size=algo.micro_batch,
+                                   chunk_size=run.model.logprob_chunk, layout=layout)
       hp = {"lr": jnp.float32(run.optim.learning_rate)}
     elif is_ppo:
       update = ppo.make_ppo_update(graphdef, value_graphdef, config, opt, spec, layout=layout)

@@ -9,7 +9,6 @@ summation order).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -62,13 +61,14 @@ def sft_gradients(graphdef, params, batch, *, config: models.ModelConfig, micro_
 
 
 def make_sft_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, *,
-                    micro_batch_size: int, chunk_size: int = 4096):
+                    micro_batch_size: int, chunk_size: int = 4096, layout=None):
   """The compiled update ``(state, batch, hparams) -> (state, metrics)``; state donated.
 
-  ``hparams = {"lr": f32 scalar}`` is traced (a new learning rate does not recompile).
+  ``hparams = {"lr": f32 scalar}`` is traced (a new learning rate does not recompile). With
+  ``layout`` (``rlx.runtime.mesh.Layout``): explicit shardings, as in
+  ``rlx.algorithms.grpo.make_grpo_update``.
   """
 
-  @functools.partial(jax.jit, donate_argnums=0)
   def update(state: TrainState, batch, hparams):
     loss, grads = sft_gradients(graphdef, state.params, batch, config=config,
                                 micro_batch_size=min(micro_batch_size, batch["tokens"].shape[0]),
@@ -78,4 +78,7 @@ def make_sft_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, *,
     metrics = {"loss": loss, "tokens": jnp.sum(batch["loss_mask"][:, 1:]), **opt_metrics}
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
-  return update
+  if layout is not None:
+    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
+                      donate_argnums=0)
+  return jax.jit(update, donate_argnums=0)

@@ -97,7 +97,7 @@ def preference_sources(run: rlx_config.RunConfig):
   ``seed + EVAL_SEED_OFFSET``, as the held-out prompts of RL runs). ``"jsonl"``: ``data.path``
   (and ``data.eval_path``, or the last ``data.eval_size`` records held out).
   """
-  from rlx.runtime.run import EVAL_SEED_OFFSET, _Slice
+  from rlx.runtime.run import EVAL_SEED_OFFSET, file_splits
   d, p = run.data, run.pref
   kto = p.loss is rlx_config.core.PreferenceLoss.KTO and run.algo.name is Algorithm.DPO
   if d.source == "task":
@@ -115,15 +115,7 @@ def preference_sources(run: rlx_config.RunConfig):
     make = lambda path: pref_data.PreferenceJsonlSource(
         path, prompt_key=d.prompt_key, chosen_key=p.chosen_key, rejected_key=p.rejected_key,
         margin_key=p.margin_key)
-  src = make(d.path)
-  if d.eval_path:
-    return src, make(d.eval_path)
-  held = min(d.eval_size, len(src) - 1)
-  if held < 1:
-    raise rlx_config.ConfigError(
-        f"config.data.path={d.path!r}: {len(src)} record(s) leave none to hold out; set "
-        "data.eval_path or add records")
-  return _Slice(src, 0, len(src) - held), _Slice(src, len(src) - held, len(src))
+  return file_splits(d, make)
 
 
 class Batcher:

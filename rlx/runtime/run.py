@@ -96,9 +96,15 @@ def _sources(run):
     return (TaskSource(d.task, size=d.train_size, seed=run.seed, difficulty=difficulty),
             TaskSource(d.task, size=max(d.eval_size, 1), seed=run.seed + EVAL_SEED_OFFSET,
                        difficulty=difficulty))
-  src = _file_source(run, d.path)
+  return file_splits(d, lambda path: _file_source(run, path))
+
+
+def file_splits(d: rlx_config.DataSection, make):
+  """``(train, held-out)`` sources of a file: ``make(data.eval_path)`` if set, else the last
+  ``data.eval_size`` records of ``make(data.path)`` (at least one record stays for training)."""
+  src = make(d.path)
   if d.eval_path:
-    return src, _file_source(run, d.eval_path)
+    return src, make(d.eval_path)
   held = min(d.eval_size, len(src) - 1)
   if held < 1:
     raise rlx_config.ConfigError(
@@ -197,7 +203,7 @@ def run_sft(setup: Setup, phase: SFTPhase, params, resume: dict | None, step_off
     examples.set_state(host["data"])
   update = sft.make_sft_update(setup.graphdef, setup.model_config, opt,
                                micro_batch_size=phase.micro_batch_size,
-                               chunk_size=run.model.logprob_chunk)
+                               chunk_size=run.model.logprob_chunk, layout=setup.layout)
   hparams = {"lr": jnp.float32(phase.learning_rate)}
   step = int(state.step)
 
@@ -211,8 +217,6 @@ def run_sft(setup: Setup, phase: SFTPhase, params, resume: dict | None, step_off
                        max_len=run.data.max_seq_len, truncate=True)
     batch = sft.sft_batch(*(distributed.gather_rows(b[k]) for k in ("tokens", "mask",
                                                                      "loss_mask")))
-    if setup.layout is not None:
-      batch = setup.layout.put_batch(batch)
     state, metrics = update(state, batch, hparams)
     step += 1
     setup.writer.push(step_offset + step, metrics, {"phase": "sft"})
