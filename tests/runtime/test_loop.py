@@ -57,6 +57,19 @@ def test_grpo_loop_two_steps(tmp_path):
   assert "kl" in steps[0] and "reward/correct" in steps[0]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_reference_dtype_keeps_its_own_copy(dtype, tmp_path):
+  # float32 is the parameters' dtype: the reference must still not share the policy's buffers,
+  # which the first update donates.
+  cfg = tiny_rl_config("grpo")
+  cfg.mesh.reference_dtype = dtype
+  train(cfg, str(tmp_path))
+  steps = [r for r in read_metrics(os.path.join(tmp_path, "metrics.jsonl"))
+           if r.get("phase") == "rl"]
+  assert [r["step"] for r in steps] == [1, 2]
+  assert all(math.isfinite(r["kl"]) for r in steps)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", [a for a in RL_ALGOS if a != "grpo"])
 def test_every_rl_algorithm_runs_two_steps(algo, tmp_path):
