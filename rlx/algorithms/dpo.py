@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
 
 import flax
 import jax
@@ -40,8 +39,9 @@ import numpy as np
 
 from rlx import core
 from rlx import models
-from rlx.algorithms.common import split_micro, target_logprobs
-from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+from rlx.algorithms.common import (accumulate_gradients, make_weighted_step, split_micro,
+                                  target_logprobs)
+from rlx.runtime.state import OptimizerDef
 
 Loss = core.PreferenceLoss
 REFERENCE_FREE = (Loss.SIMPO, Loss.ORPO)
@@ -339,30 +339,6 @@ def finalize_metrics(sums: dict, paired: bool = True) -> dict:
 # The update.
 
 
-def accumulate_gradients(loss_fn: Callable, params, batch, micro_batch_size: int):
-  """``(grads, sums)`` of ``loss_fn(params, micro_batch) -> (loss share, sums)`` summed over the
-  micro-batches of ``batch`` (a ``lax.scan``). With shares normalised by the batch's global
-  denominator the summed gradient is the full-batch gradient exactly."""
-  b = jax.tree.leaves(batch)[0].shape[0]
-  micro = micro_batch_size or b
-  if b % micro:
-    raise ValueError(f"micro_batch_size={micro} must divide the batch size {b}")
-  grad_fn = jax.grad(loss_fn, has_aux=True)
-
-  def body(carry, mb):
-    grads, sums = carry
-    g, s = grad_fn(params, mb)
-    return (jax.tree.map(jnp.add, grads, g), {k: sums[k] + s[k] for k in sums}), None
-
-  micro_batches = split_micro(batch, b // micro)
-  first = jax.tree.map(lambda x: x[0], micro_batches)
-  _, sums0 = jax.eval_shape(lambda p: grad_fn(p, first), params)
-  init = {k: jnp.zeros((), jnp.float32) for k in sums0}
-  (grads, sums), _ = jax.lax.scan(body, (jax.tree.map(jnp.zeros_like, params), init),
-                                  micro_batches)
-  return grads, sums
-
-
 def _loss_fn(graphdef, config, spec: PrefSpec, params, batch, hp: PrefHyper):
   """The micro-batch loss of ``spec`` bound to this batch's global denominator (and z_ref)."""
   denominator = jnp.maximum(jnp.sum(batch.weight), 1e-8)
@@ -378,7 +354,7 @@ def _loss_fn(graphdef, config, spec: PrefSpec, params, batch, hp: PrefHyper):
 def preference_gradients(graphdef, params, batch, hp: PrefHyper, *, config, spec: PrefSpec):
   """``(grads, metrics)`` of the batch's mean preference loss, accumulated over micro-batches."""
   loss_fn, extra = _loss_fn(graphdef, config, spec, params, batch, hp)
-  grads, sums = accumulate_gradients(lambda p, mb: loss_fn(p, mb), params, batch,
+  grads, sums = accumulate_gradients(loss_fn, params, batch,
                                      spec.micro_batch_size)
   return grads, {**finalize_metrics(sums, spec.paired), **extra}
 
@@ -395,27 +371,6 @@ def make_preference_update(graphdef, config: models.ModelConfig, opt: OptimizerD
   return make_weighted_step(
       lambda params, batch, hp: preference_gradients(graphdef, params, batch, hp, config=config,
                                                      spec=spec), opt, layout)
-
-
-def make_weighted_step(gradients: Callable, opt: OptimizerDef, layout=None):
-  """Compiled ``(state, batch, hyper) -> (state, metrics)`` from
-  ``gradients(params, batch, hyper) -> (grads, metrics)``: one optimizer step at ``hyper.lr``,
-  skipped (params and optimizer state unchanged) when ``batch.weight`` sums to 0 (a batch of
-  padding only). State donated; with ``layout`` (``rlx.runtime.mesh.Layout``) compiled with
-  explicit shardings (state in its layout, batch rows over ``data × fsdp``)."""
-
-  def update(state: TrainState, batch, hp):
-    grads, metrics = gradients(state.params, batch, hp)
-    params, opt_state, opt_metrics = apply_updates(opt, state.params, state.opt_state, grads,
-                                                   state.step, hp.lr,
-                                                   active=jnp.sum(batch.weight) > 0)
-    return (state.replace(params=params, opt_state=opt_state, step=state.step + 1),
-            {**metrics, **opt_metrics})
-
-  if layout is not None:
-    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
-                      donate_argnums=0)
-  return jax.jit(update, donate_argnums=0)
 
 
 def make_preference_metrics(graphdef, config: models.ModelConfig, spec: PrefSpec, layout=None):

@@ -30,8 +30,8 @@ import numpy as np
 from rlx import core
 from rlx import models
 from rlx.algorithms.common import positions_from_mask
-from rlx.algorithms.dpo import (PairBatch, PrefHyper, accumulate_gradients, finalize_metrics,
-                                make_weighted_step)
+from rlx.algorithms.common import accumulate_gradients, make_weighted_step
+from rlx.algorithms.dpo import PairBatch, PrefHyper, finalize_metrics
 from rlx.runtime.state import OptimizerDef
 
 
@@ -60,7 +60,7 @@ def rm_gradients(graphdef, params, batch: PairBatch, hp: PrefHyper, *, micro_bat
   """``(grads, metrics)`` of the batch's mean Bradley–Terry loss (exact over micro-batches)."""
   denominator = jnp.maximum(jnp.sum(batch.weight), 1e-8)
   loss_fn = functools.partial(rm_micro_loss, hp=hp, denominator=denominator, graphdef=graphdef)
-  grads, sums = accumulate_gradients(lambda p, mb: loss_fn(p, mb), params, batch,
+  grads, sums = accumulate_gradients(loss_fn, params, batch,
                                      micro_batch_size)
   return grads, finalize_metrics(sums)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from rlx import core
 from rlx import models
-from rlx.algorithms.common import split_micro, target_logprobs
+from rlx.algorithms.common import accumulate_gradients, target_logprobs
 from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
 
 TOKEN_MEAN = core.Aggregation.TOKEN_MEAN
@@ -40,24 +40,15 @@ def nll_numerator(graphdef, params, batch, *, config: models.ModelConfig, chunk_
 def sft_gradients(graphdef, params, batch, *, config: models.ModelConfig, micro_batch_size: int,
                   chunk_size: int = 4096) -> tuple[jax.Array, Any]:
   """``(loss, grads)`` of the batch token-mean NLL, accumulated over micro-batches."""
-  b = batch["tokens"].shape[0]
-  if b % micro_batch_size:
-    raise ValueError(f"micro_batch_size={micro_batch_size} must divide the batch size {b}")
-  num_micro = b // micro_batch_size
-  denominator = core.aggregation_denominator(batch["loss_mask"][:, 1:], TOKEN_MEAN)
-  grad_fn = jax.value_and_grad(
-      lambda p, mb: nll_numerator(graphdef, p, mb, config=config, chunk_size=chunk_size)
-      / jnp.maximum(denominator, 1e-8))
+  denominator = jnp.maximum(
+      core.aggregation_denominator(batch["loss_mask"][:, 1:], TOKEN_MEAN), 1e-8)
 
-  def body(carry, mb):
-    loss, grads = carry
-    l, g = grad_fn(params, mb)
-    return (loss + l, jax.tree.map(jnp.add, grads, g)), None
+  def share(p, mb):  # this micro-batch's part of the batch mean
+    loss = nll_numerator(graphdef, p, mb, config=config, chunk_size=chunk_size) / denominator
+    return loss, {"loss": loss}
 
-  zeros = jax.tree.map(jnp.zeros_like, params)
-  (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros),
-                                  split_micro(batch, num_micro))
-  return loss, grads
+  grads, sums = accumulate_gradients(share, params, batch, micro_batch_size)
+  return sums["loss"], grads
 
 
 def make_sft_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, *,
