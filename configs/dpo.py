@@ -7,7 +7,7 @@ last step's result. Reference log-probs are precomputed once and cached (WORKDIR
 Run: python -m rlx.train --config configs/dpo.py --workdir /tmp/rlx_dpo
 Other losses: --config.pref.loss=robust|ipo|hinge|simpo|orpo|kto (or configs/ipo.py, simpo.py,
 kto.py); a JSONL of prompt/chosen/rejected records: --config.data.source=jsonl
---config.data.path=pairs.jsonl --config.data.answer_key= (docs/preference.md).
+--config.data.path=pairs.jsonl (docs/preference.md).
 """
 
 from rlx import config as rlx_config

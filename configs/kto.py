@@ -3,7 +3,7 @@ into desirable (chosen) and undesirable (rejected) completions.
 
 Run: python -m rlx.train --config configs/kto.py --workdir /tmp/rlx_kto
 A JSONL of prompt/completion/label records: --config.data.source=jsonl --config.data.path=F
---config.data.answer_key= (docs/preference.md).
+(docs/preference.md).
 """
 
 from rlx import config as rlx_config

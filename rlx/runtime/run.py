@@ -80,7 +80,10 @@ class _Slice(collections.abc.Sequence):
 def _file_source(run, path):
   from rlx.data import ColumnMapping, ParquetSource, gsm8k_answer, last_boxed
   d = run.data
-  mapping = ColumnMapping(prompt=d.prompt_key, answer=d.answer_key or None,
+  # Offline preference files (dpo, rm) hold pairs / KTO examples, not problems with answers:
+  # their prompt view only serves an SFT warm start (data.solution_key="chosen").
+  pairs = run.algo.name in (rlx_config.Algorithm.DPO, rlx_config.Algorithm.RM)
+  mapping = ColumnMapping(prompt=d.prompt_key, answer=None if pairs else d.answer_key or None,
                           solution=d.solution_key or None,
                           answer_fn={"": None, "gsm8k": gsm8k_answer, "boxed": last_boxed}[
                               d.answer_fn])
