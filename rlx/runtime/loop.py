@@ -23,7 +23,7 @@ from rlx.config import Algorithm
 from rlx.data import ExampleIterator
 from rlx.runtime import rollouts
 from rlx.runtime.scorer import PolicyScorer
-from rlx.runtime.state import create_train_state, make_optimizer
+from rlx.runtime.state import create_train_state, frozen_copy, make_optimizer
 
 RL_DATA_SEED_OFFSET = 1  # the RL prompt stream is shuffled apart from the warm start's
 
@@ -39,13 +39,7 @@ def run_rl(setup, params, resume: dict | None, *, step_offset: int = 0):
   needs_scorer = bool({run.rewards.name, run.eval.reward} & rollouts.SCORER_REWARDS)
   keep_ref = prep_spec.use_reference or needs_scorer or (
       laser_spec is not None and laser_spec.ref_baseline)
-  # A copy: the update donates the train state, whose params start as the same buffers. The
-  # reference may live in another dtype (mesh.reference_dtype); a cast to the dtype it already
-  # has returns the same buffer, so that case copies too.
-  ref_dtype = run.mesh.reference_dtype
-  ref_params = jax.tree.map(
-      lambda x: x.astype(ref_dtype) if ref_dtype and x.dtype != ref_dtype else jnp.copy(x),
-      params) if keep_ref else None
+  ref_params = frozen_copy(params, run.mesh.reference_dtype) if keep_ref else None
   is_ppo = algo.name is Algorithm.PPO
   value_graphdef = value_params = None
   if is_ppo:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from typing import Any
 
@@ -35,14 +34,13 @@ from rlx import config as rlx_config
 from rlx.algorithms import dpo, rm
 from rlx.data import ExampleIterator
 from rlx.data import preference as pref_data
-from rlx.runtime.state import create_train_state, make_optimizer
-
-log = logging.getLogger("rlx")
+from rlx.runtime.state import create_train_state, frozen_copy, make_optimizer
 
 Algorithm = rlx_config.Algorithm
 PHASES = {Algorithm.DPO: "dpo", Algorithm.RM: "rm", Algorithm.ITERATIVE_DPO: "iterative_dpo"}
 ROUND_DATA_SEED_OFFSET = 1000  # the pair order of round r is shuffled with seed + 1000 + r
 PROMPT_SEED_OFFSET = 1  # the round prompt stream is shuffled apart from the warm start's
+JUDGE_PROMPT_OVERHEAD = 64  # tokens of a judge template and reference answer beyond Q and A
 
 # (metric key, panel title) of plots/preference.png.
 PREFERENCE_CURVES = (
@@ -175,7 +173,9 @@ def data_fingerprint(run: rlx_config.RunConfig, split: str, n: int) -> dict[str,
   key = {"split": split, "n": n, "source": d.source, "tokenizer": d.tokenizer,
          "format": d.prompt_format.value, "max_seq_len": d.max_seq_len,
          "buckets": list(p.length_buckets), "rows": run.algo.batch_size,
-         "kto": p.loss.value == "kto"}
+         "kto": p.loss.value == "kto",
+         # the parameter fingerprint does not see the precision the log-probs are computed at
+         "compute_dtype": run.model.dtype, "logprob_chunk": run.model.logprob_chunk}
   if d.source == "task":
     key.update(task=d.task, difficulty=list(d.difficulty), seed=run.seed,
                size=d.train_size if split == "train" else d.eval_size,
@@ -192,15 +192,13 @@ def data_fingerprint(run: rlx_config.RunConfig, split: str, n: int) -> dict[str,
   return key
 
 
-def precompute_reference(ref_fn, ref_params, batcher: Batcher, spec, n: int | None = None,
-                         layout=None) -> tuple[np.ndarray, np.ndarray]:
+def precompute_reference(ref_fn, ref_params, batcher: Batcher, spec, n: int | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
   """Reference log-probs of the first ``n`` items of ``batcher``'s source, in order:
   ``(ℓ_a [n], ℓ_b [n])`` (chosen/rejected, or example/mismatched for KTO)."""
   out_a, out_b = [], []
   for idx, arrays in batcher.chunks(n):
     batch = _struct(spec, arrays)
-    if layout is not None:
-      batch = layout.put_batch(batch)
     a, b = jax.device_get(ref_fn(ref_params, batch))
     out_a.append(np.asarray(a)[:len(idx)])
     out_b.append(np.asarray(b)[:len(idx)])
@@ -259,7 +257,7 @@ def run_offline(setup, params, resume: dict | None, *, step_offset: int = 0):
     metrics_fn = dpo.make_preference_metrics(setup.graphdef, setup.model_config, spec,
                                              layout=layout)
     if spec.uses_reference and (run.pref.reference == "online" or resume is None):
-      ref_params = jax.tree.map(jnp.copy, params)  # the train state's params get donated
+      ref_params = frozen_copy(params, run.mesh.reference_dtype)
   state = create_train_state(opt, train_params, run.seed, layout=layout)
   # Every process reads the whole global batch (the host side runs replicated).
   examples = ExampleIterator(train_src, batch_size=rows, seed=run.seed, shuffle=run.data.shuffle)
@@ -294,7 +292,7 @@ def run_offline(setup, params, resume: dict | None, *, step_offset: int = 0):
             f"the run resumes with the precomputed reference log-probs {paths[split]}, which are "
             "gone; restore the file or restart the run in a fresh workdir")
       tables[split] = cached_reference(
-          paths[split], lambda: precompute_reference(ref_fn, ref_params, batcher, spec, n, layout))
+          paths[split], lambda: precompute_reference(ref_fn, ref_params, batcher, spec, n))
     ref_params = None  # not needed any more
 
   def batch_of(batcher, idx, split):
@@ -306,8 +304,6 @@ def run_offline(setup, params, resume: dict | None, *, step_offset: int = 0):
                       np.concatenate([b[idx], np.zeros(pad, np.float32)]))
     else:
       batch = _struct(spec, arrays)
-    if layout is not None:
-      batch = layout.put_batch(batch)
     if online:
       a, b = ref_fn(ref_params, batch)
       batch = batch.replace(**dict(zip(_ref_fields(spec), (a, b))))
@@ -390,8 +386,6 @@ def best_worst_pairs(scores: np.ndarray, valid: np.ndarray, *, anchor_scores=Non
       continue
     c = int(np.argmax(np.where(valid[p], scores[p], -np.inf)))
     r = int(np.argmin(np.where(rej_valid[p], rej_scores[p], np.inf)))
-    if anchor_scores is None and c == r:
-      continue
     rc, rr = float(scores[p, c]), float(rej_scores[p, r])
     if rc - rr > min_gap:
       pairs.append((p, c, r, rc, rr))
@@ -424,8 +418,13 @@ class PolicyJudge:
     from rlx.runtime import rollouts
     if self.params is None:
       raise ValueError("PolicyJudge: call bind(params) first")
+    # A judge prompt holds the template, the question, the answer and a whole completion:
+    # beyond data.max_prompt_len, so it gets its own buckets (two programs at most).
+    run = self.setup.run
+    wide = run.data.max_prompt_len + run.sampling.max_new_tokens + JUDGE_PROMPT_OVERHEAD
     data = rollouts.sample_groups(self.setup, self.params, [Example(prompt=p) for p in prompts],
-                                  jax.random.PRNGKey(0), n=1, greedy=True)
+                                  jax.random.PRNGKey(0), n=1, greedy=True,
+                                  prompt_buckets=(wide, 2 * wide))
     return rollouts.decode(self.setup.tokenizer, data["completion_tokens"], data["lengths"])
 
 
@@ -459,7 +458,7 @@ def run_iterative_dpo(setup, params, resume: dict | None, *, step_offset: int = 
   anchored = pref.pair_rule == "anchored"
   keep_initial = needs_scorer or anchored or (spec.uses_reference
                                               and pref.round_reference == "initial")
-  initial = jax.tree.map(jnp.copy, params) if keep_initial else None
+  initial = frozen_copy(params, run.mesh.reference_dtype) if keep_initial else None
   state = create_train_state(opt, params, run.seed, layout=setup.layout)
   prompts = ExampleIterator(setup.train_source, batch_size=pref.round_prompts,
                             seed=run.seed + PROMPT_SEED_OFFSET, shuffle=run.data.shuffle)
@@ -478,8 +477,9 @@ def run_iterative_dpo(setup, params, resume: dict | None, *, step_offset: int = 
   reward_fn = rollouts.RewardFn(run, scorer)
   if host.get("reward") is not None:
     reward_fn.load_state_dict(host["reward"])
-  update = dpo.make_preference_update(setup.graphdef, setup.model_config, opt, spec)
-  ref_fn = dpo.make_reference_logps(setup.graphdef, setup.model_config, chunk)
+  update = dpo.make_preference_update(setup.graphdef, setup.model_config, opt, spec,
+                                      layout=setup.layout)
+  ref_fn = dpo.make_reference_logps(setup.graphdef, setup.model_config, chunk, setup.layout)
   base_key = jax.random.PRNGKey(run.seed)
   rounds_dir = os.path.join(setup.workdir, "rounds")
   step = int(state.step)

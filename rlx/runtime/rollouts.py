@@ -134,11 +134,15 @@ def rollout_to_host(rollout) -> dict[str, np.ndarray]:
 
 
 def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
-                  temperature: float | None = None) -> dict[str, np.ndarray]:
-  """Sample ``n`` completions of each example; host arrays, rows prompt-major."""
+                  temperature: float | None = None,
+                  prompt_buckets: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+  """Sample ``n`` completions of each example; host arrays, rows prompt-major. Prompts are
+  padded to the smallest of ``prompt_buckets`` (default ``(data.max_prompt_len,)``) that fits;
+  a longer one keeps its last tokens."""
   run = setup.run
   batch = make_prompt_batch(examples, setup.tokenizer, formatter=setup.formatter, group_size=1,
-                            length_buckets=(run.data.max_prompt_len,), truncate=True)
+                            length_buckets=prompt_buckets or (run.data.max_prompt_len,),
+                            truncate=True)
   k = len(examples)
   layout = getattr(setup, "layout", None)
   mesh = None if layout is None else layout.mesh  # rows over data × fsdp

@@ -119,3 +119,12 @@ def create_train_state(opt: OptimizerDef, params, seed: int, value_params=None, 
   params, value_params = layout.put((params, value_params), in_shardings)
   return jax.jit(init, in_shardings=in_shardings, out_shardings=out_shardings)(params,
                                                                                value_params)
+
+
+def frozen_copy(params, dtype: str = ""):
+  """A frozen model's parameters (the reference or initial policy) as their own buffers: the
+  train state starts from the same arrays and donates them at its first update. ``dtype``
+  (``mesh.reference_dtype``, "" = unchanged) casts; a cast to the dtype an array already has
+  returns that very array, so that case copies too. Shardings are kept."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if dtype and x.dtype != dtype else jnp.copy(x), params)

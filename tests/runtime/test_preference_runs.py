@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from rlx import data as rlx_data
 from rlx.algorithms import rm
 from rlx.runtime import restore_params
 from rlx.runtime.metrics import MetricsWriter, read_metrics
@@ -140,7 +141,7 @@ def test_jsonl_runs_reference_free_and_unpaired(tmp_path, loss):
         f.write(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected})
                 + "\n")
   out = train(config(loss, {**DPO, "num_steps": 3, "data.source": "jsonl",
-                            "data.path": str(path), "data.answer_key": "",
+                            "data.path": str(path),
                             "data.eval_size": 16, "algo.batch_size": 16}), str(tmp_path / "run"))
   last = out["evals"][-1]
   assert all(np.isfinite(v) for k, v in last.items() if k != "step")
@@ -251,15 +252,27 @@ def test_best_worst_pairs_rules():
 
 
 @pytest.mark.slow
-def test_policy_judges_itself(tmp_path):
-  """``llm_judge`` in iterative rounds: the policy's greedy completions are the judgements."""
+def test_policy_judges_itself(tmp_path, monkeypatch):
+  """``llm_judge`` in iterative rounds: the policy's greedy completions are the judgements, and
+  the judge reads its whole prompt (template, question, completion), not the last
+  ``data.max_prompt_len`` tokens."""
   from rlx.rewards import RewardInput, get_reward
+  from rlx.runtime import rollouts
   from rlx.runtime.preference import PolicyJudge
   setup = build(config("iterative_dpo", {**ITERATIVE, "sampling.max_new_tokens": 4,
                                          "rewards.name": "llm_judge"}), str(tmp_path))
+  seen = []
+  sample_groups = rollouts.sample_groups
+  monkeypatch.setattr(rollouts, "sample_groups", lambda *a, **k: seen.append(
+      sample_groups(*a, **k)) or seen[-1])
   judge = PolicyJudge(setup).bind(setup.init_params)
-  texts = judge.generate(["Rate this.", "Rate that, please."])
+  long = "Rate this answer to 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12, carefully."
+  assert len(setup.tokenizer.encode(long)) > setup.run.data.max_prompt_len
+  texts = judge.generate([long, "Rate that, please."])
   assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+  kept = seen[-1]["prompt_mask"][0].sum()
+  assert kept == len(setup.tokenizer.encode(setup.formatter(rlx_data.Example(prompt=long)),
+                                            add_bos=setup.formatter.add_bos))
   out = get_reward("llm_judge")(RewardInput(prompts=["q1", "q2"], completions=["a", "b"]), judge)
   assert out.scores.shape == (2,)  # an untrained judge's text rarely parses: scored 0, counted
   setup.checkpointer.close()
