@@ -31,8 +31,8 @@ import numpy as np
 
 from rlx.data.batching import Formatter, PlainFormat, bucket_size
 from rlx.data.example import Example
-from rlx.data.sources import read_jsonl
-from rlx.data.tasks import Task, generate_example, get_task
+from rlx.data.sources import TaskSource, read_jsonl
+from rlx.data.tasks import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,21 +192,16 @@ class SyntheticPreferenceSource(Sequence):
                margins: bool = False):
     if corruption not in CORRUPTIONS:
       raise ValueError(f"corruption={corruption!r}: allowed values: {', '.join(CORRUPTIONS)}")
-    self.task = get_task(task) if isinstance(task, str) else task
-    self.size, self.seed, self.difficulty = int(size), int(seed), difficulty
+    self.examples = TaskSource(task, size=size, seed=seed, difficulty=difficulty)
+    self.task, self.seed = self.examples.task, self.examples.seed
     self.corruption, self.margins = corruption, bool(margins)
 
   def __len__(self) -> int:
-    return self.size
-
-  def example(self, i: int) -> Example:
-    return generate_example(self.task, self.seed, i, self.difficulty)
+    return len(self.examples)
 
   def __getitem__(self, i: int) -> PreferencePair:
     i = int(i)
-    if not 0 <= i < self.size:
-      raise IndexError(i)
-    ex = self.example(i)
+    ex = self.examples[i]  # bounds-checked
     rng = np.random.default_rng([self.seed, i, 1])  # apart from the example's own stream
     if self.corruption == "answer":
       wrong = _wrong_answer(ex.answer, rng)
