@@ -4,8 +4,9 @@
     python benchmarks/sampling.py --record   # also append a row to docs/benchmarks.md
 
 The reference model of PERFORMANCE.md: Llama-style, vocab 8192, d 384, 6 layers, 6 heads, 2 kv
-heads, tied embeddings (12.6M parameters); batch 32, prompt 64, 128 new tokens, greedy, no stop
-token (every row generates 128). The rlx weights are saved with ``save_hf`` and loaded by
+heads, tied embeddings (12.6M parameters); batch 32, prompt 64, 128 new tokens, no stop token
+(every row generates 128); greedy (the issue's figure: the two engines must agree token for
+token) and sampled at temperature 1 with no filter (what an RL rollout does). The rlx weights are saved with ``save_hf`` and loaded by
 transformers (PyTorch CPU, float32, eager attention off: its default SDPA), so both run the same
 model. Each side is timed end to end (prefill + decode), warmed up, then the two are run in turn
 ``--reps`` times so that both see the same background load; medians are reported.
@@ -42,26 +43,34 @@ def model_flops() -> float:
   return BATCH * (prefill + decode)
 
 
-def rlx_runner(graphdef, params, prompts):
+def rlx_runner(graphdef, params, prompts, greedy=True):
   mask = np.ones_like(prompts)
-  sp = SamplingParams(greedy=True, max_new_tokens=NEW)
+  sp = SamplingParams(greedy=greedy, temperature=1.0, max_new_tokens=NEW)
   buckets = Buckets(prompt_lengths=(PROMPT,), batch_sizes=(BATCH,), new_tokens=(NEW,))
   return lambda: np.asarray(jax.block_until_ready(
       sample(graphdef, params, prompts, mask, sp, jax.random.key(0), buckets=buckets).completion_tokens))
 
 
-def hf_runner(path, prompts):
+def hf_model(path):
   import torch
   import transformers
 
   torch.set_num_threads(os.cpu_count())
-  model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+  return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def hf_runner(model, prompts, greedy=True):
+  import torch
+
   ids = torch.tensor(prompts)
+  sampling = {} if greedy else dict(temperature=1.0, top_k=0, top_p=1.0)
 
   def run():
+    torch.manual_seed(0)
     with torch.no_grad():
       out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
-                           min_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=0)
+                           min_new_tokens=NEW, do_sample=not greedy, eos_token_id=None,
+                           pad_token_id=0, **sampling)
     return out[:, PROMPT:].numpy()
 
   return run
@@ -93,30 +102,38 @@ def main():
   peak = common.matmul_peak()
   with tempfile.TemporaryDirectory() as tmp:
     M.save_hf(tmp, CONFIG, params)
+    hf = hf_model(tmp)
     seconds, outputs = interleaved({"rlx": rlx_runner(graphdef, params, prompts),
-                                    "hf": hf_runner(tmp, prompts)}, args.reps)
+                                    "hf": hf_runner(hf, prompts),
+                                    "rlx sampled": rlx_runner(graphdef, params, prompts, False),
+                                    "hf sampled": hf_runner(hf, prompts, False)}, args.reps)
   peak = max(peak, common.matmul_peak())
   rlx_s, hf_s = seconds["rlx"], seconds["hf"]
   agree = float(np.mean(outputs["rlx"] == outputs["hf"]))
   flops = model_flops()
   new_tokens = BATCH * NEW
-  rows = [("rlx sample (jit, while_loop)", rlx_s), ("HF generate (torch CPU)", hf_s)]
+  rlx_t, hf_t = seconds["rlx sampled"], seconds["hf sampled"]
+  rows = [("rlx sample, greedy (jit, while_loop)", rlx_s), ("HF generate, greedy (torch CPU)", hf_s),
+          ("rlx sample, temperature 1", rlx_t), ("HF generate, temperature 1", hf_t)]
   print(f"{M.count_params(CONFIG) / 1e6:.1f}M params, batch {BATCH}, prompt {PROMPT}, {NEW} new "
-        f"tokens, greedy; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+        f"tokens, greedy and temperature 1; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
   print("| engine | seconds | new tokens/s | GFLOP/s | % of peak |\n|---|---|---|---|---|")
   for name, s in rows:
     print(f"| {name} | {s:.2f} | {new_tokens / s:,.0f} | {flops / s / 1e9:.1f} | "
           f"{100 * flops / s / peak:.0f}% |")
-  print(f"rlx / HF speed: {hf_s / rlx_s:.2f}x; greedy tokens identical: {100 * agree:.1f}%")
+  print(f"rlx / HF speed: greedy {hf_s / rlx_s:.2f}x, sampled {hf_t / rlx_t:.2f}x; greedy tokens "
+        f"identical: {100 * agree:.1f}%")
   if args.record:
     common.append_rows(
         "## Sampling (benchmarks/sampling.py)",
         "| date | commit | machine | rlx new tok/s | HF new tok/s | rlx/HF | rlx GFLOP/s | "
-        "peak GFLOP/s | rlx % of peak | same tokens |\n|---|---|---|---|---|---|---|---|---|---|",
+        "peak GFLOP/s | rlx % of peak | same tokens | sampled: rlx tok/s | HF tok/s | rlx/HF |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         [f"| {common.today()} | {common.git_commit()} | {common.machine()} | "
          f"{new_tokens / rlx_s:,.0f} | {new_tokens / hf_s:,.0f} | {hf_s / rlx_s:.2f}x | "
          f"{flops / rlx_s / 1e9:.1f} | {peak / 1e9:.1f} | {100 * flops / rlx_s / peak:.0f}% | "
-         f"{100 * agree:.1f}% |"])
+         f"{100 * agree:.1f}% | {new_tokens / rlx_t:,.0f} | {new_tokens / hf_t:,.0f} | "
+         f"{hf_t / rlx_t:.2f}x |"])
 
 
 if __name__ == "__main__":

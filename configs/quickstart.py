@@ -14,7 +14,10 @@ def get_config():
   cfg.seed = 0  # the quickstart's seed (benchmarks repeat it over seeds 0, 1, 2)
   cfg.data.task = "calculation"  # nested integer expressions, worked step by step
   cfg.data.difficulty = (1, 2)  # one or two operations
-  cfg.warm_start.sft_steps = 500  # SFT updates before GRPO (≈46% greedy held-out accuracy)
+  # A short warm start (16-22% greedy held-out accuracy over seeds 0-2): enough for the model to
+  # write well-formed solutions, leaving the accuracy gain to RL (500 steps reach ≈43%, after
+  # which GRPO at this model size plateaus near 57%: +12 to +20 points, see docs/benchmarks.md).
+  cfg.warm_start.sft_steps = 400  # SFT updates before GRPO
   cfg.warm_start.learning_rate = 1e-3  # SFT step size for the tiny model
   cfg.warm_start.batch_size = 32  # demonstrations per SFT update
   cfg.num_steps = 2000  # GRPO steps after the warm start (about 4 min alone on 2 CPU cores)

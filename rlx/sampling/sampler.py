@@ -121,15 +121,57 @@ def filter_logits(z: Array, top_k, top_p, min_p) -> Array:
   return jnp.where(z >= threshold, z, -jnp.inf)
 
 
+def first_argmax(z: Array) -> Array:
+  """``jnp.argmax(z, axis=-1)`` (first maximal index; a NaN counts as the maximum) as two plain
+  reductions. XLA:CPU lowers ``argmax`` to a variadic (value, index) reduce that does not
+  vectorise: on ``[32, 8192]`` logits it took 0.58 ms of a 14.5 ms decode step; this form is
+  about 5x cheaper (1.3 vs 0.23 ms in a microbenchmark on a loaded 2-core machine)."""
+  m = jnp.max(z, axis=-1, keepdims=True)
+  hit = (z == m) | jnp.isnan(z)
+  v = z.shape[-1]
+  return jnp.min(jnp.where(hit, jnp.arange(v, dtype=jnp.int32), v), axis=-1)
+
+
+def draw(key, z: Array, block: int = 128) -> Array:
+  """One token per row from ``softmax(z)``, ``z: [B,V]`` float32 (−inf = excluded): exact
+  inverse-CDF sampling in two stages, a block of ``block`` tokens by its total mass, then a
+  token within the block by its mass there (P(block)·P(token | block) = p(token)).
+
+  Two uniforms per row replace the ``V`` Gumbel draws of ``jax.random.categorical`` (threefry
+  bits and two logs per logit): on ``[32, 8192]`` logits 0.4 ms instead of 3.6 ms per draw in a
+  microbenchmark; sampled decoding of the sampling benchmark now costs 4% more than greedy. A
+  token of mass 0 is never drawn (each stage picks the first index whose cumulative mass exceeds
+  a point strictly below the total).
+  """
+  b, v = z.shape
+  block = min(block, v)
+  p = jnp.exp(z - jnp.max(z, axis=-1, keepdims=True))
+  pad = -v % block
+  if pad:
+    p = jnp.pad(p, ((0, 0), (0, pad)))
+  p = p.reshape(b, -1, block)
+  u = jax.random.uniform(key, (b, 2), jnp.float32)
+
+  def first_above(cdf, point):  # first index with cdf > point (cdf ascending)
+    return jnp.minimum(jnp.sum(cdf <= point[:, None], axis=-1), cdf.shape[-1] - 1)
+
+  block_cdf = jnp.cumsum(jnp.sum(p, axis=-1), axis=-1)  # [B, V/block]
+  chosen = first_above(block_cdf, u[:, 0] * block_cdf[:, -1])
+  inner = jnp.take_along_axis(p, chosen[:, None, None], axis=1)[:, 0]  # [B, block]
+  inner_cdf = jnp.cumsum(inner, axis=-1)
+  within = first_above(inner_cdf, u[:, 1] * inner_cdf[:, -1])
+  return (chosen * block + within).astype(jnp.int32)
+
+
 def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tuple[bool, bool]):
   """One token per row from ``logits[B,V]`` → (token, logp, entropy | None, self-certainty | None)."""
   z = logits.astype(jnp.float32) / knobs.temperature
   log_p = jax.nn.log_softmax(z, axis=-1)
   if greedy:
-    token = jnp.argmax(z, axis=-1)
+    token = first_argmax(z)
   else:
     zf = filter_logits(z, knobs.top_k, knobs.top_p, knobs.min_p) if filtered else z
-    token = jax.random.categorical(key, zf, axis=-1)
+    token = draw(key, zf)
   token = token.astype(jnp.int32)
   logp = jnp.take_along_axis(log_p, token[:, None], axis=-1)[:, 0]
   p = jnp.exp(log_p)

@@ -70,7 +70,11 @@ def test_ppo_raises_mean_reward():
                                  grpo.PrepareSpec.from_config(run.algo))
   hp = grpo.hyper_from_config(run.algo, lr=3e-2, temperature=1.0)
   prompts = np.random.default_rng(0).integers(10, 500, size=(16, 4)).astype(np.int32)
-  sp = SamplingParams(max_new_tokens=8, n=2)
+  # 8 samples per prompt: the target token starts at p ≈ 1/512, so 1,024 sampled tokens give
+  # about 2 rewarded ones per step. With 2 samples per prompt (0.5 per step) whether PPO took
+  # off within 20 steps depended on the sampling keys (2 of 5 key offsets passed); with 8
+  # every offset tried (5 of 5) passes.
+  sp = SamplingParams(max_new_tokens=8, n=8)
   rewards_seen = []
   for step in range(20):
     r = sample(graphdef, state.params, prompts, np.ones_like(prompts), sp,

@@ -154,7 +154,9 @@ def test_jsonl_runs_reference_free_and_unpaired(tmp_path, loss):
 
 # --- reward model → PPO ---------------------------------------------------------------------
 
-RM = {"num_steps": 150, "warm_start.sft_steps": 150, "optim.warmup_steps": 0,
+# 250 updates: at 150 the held-out accuracy still moved ±4 points with the summation order
+# (0.93 / 0.89 on two builds); at 250 both reach 0.99.
+RM = {"num_steps": 250, "warm_start.sft_steps": 150, "optim.warmup_steps": 0,
       "data.difficulty": (1,), "data.train_size": 512, "data.eval_size": 128,
       "data.max_seq_len": 40,
       "eval.every_steps": 50, "eval.num_examples": 128, "logging.stdout": False,

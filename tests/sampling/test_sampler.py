@@ -254,3 +254,29 @@ def test_invalid_sampling_params_fail_with_the_field_name():
     SamplingParams(top_p=1.5)
   with pytest.raises(ValueError, match="largest bucket"):
     Buckets.pick((8, 16), 17, "prompt length")
+
+
+def test_first_argmax_matches_jnp_argmax():
+  """The sampler's argmax (two plain reductions) keeps jnp.argmax's tie and NaN rules."""
+  rng = np.random.default_rng(0)
+  z = rng.integers(0, 4, (64, 37)).astype(np.float32)  # many ties
+  z[3, 5] = z[9, 0] = z[9, 7] = np.nan
+  np.testing.assert_array_equal(sampler_lib.first_argmax(jnp.asarray(z)), np.argmax(z, -1))
+
+
+@pytest.mark.parametrize("vocab, block", [(40, 8), (37, 8), (37, 128)])
+def test_blocked_draw_follows_the_distribution(vocab, block):
+  """The two-stage inverse-CDF draw samples softmax(z) (several blocks, a padded last block, one
+  block) and never emits an excluded (−inf) token."""
+  rng = np.random.default_rng(vocab)
+  z = rng.normal(size=(vocab,)).astype(np.float32) * 1.5
+  z[[0, 9, vocab - 1]] = -np.inf
+  n = 20_000
+  keys = jax.random.split(jax.random.key(0), n // 4)
+  draws = jax.jit(jax.vmap(lambda k: sampler_lib.draw(k, jnp.tile(jnp.asarray(z), (4, 1)), block)))
+  counts = np.bincount(np.asarray(draws(keys)).ravel(), minlength=vocab)
+  assert counts[[0, 9, vocab - 1]].sum() == 0
+  p = np.exp(z.astype(np.float64) - np.max(z))
+  keep = p > 0
+  assert counts.sum() == n
+  assert stats.chisquare(counts[keep], n * p[keep] / p[keep].sum()).pvalue > 1e-3
