@@ -280,3 +280,13 @@ def test_blocked_draw_follows_the_distribution(vocab, block):
   keep = p > 0
   assert counts.sum() == n
   assert stats.chisquare(counts[keep], n * p[keep] / p[keep].sum()).pvalue > 1e-3
+
+
+def test_blocked_draw_at_the_top_of_the_unit_interval(monkeypatch):
+  """If u · total rounds to the total, the draw takes the last token with mass, never padding
+  of the last block or an excluded token after it."""
+  z = jnp.asarray(np.array([[0.0, 1.0, 2.0, -np.inf, 0.5, -np.inf, -np.inf]], np.float32))
+  monkeypatch.setattr(sampler_lib.jax.random, "uniform", lambda key, shape, dtype: jnp.ones(shape, dtype))
+  assert int(sampler_lib.draw(jax.random.key(0), z, block=4)[0]) == 4  # 7 tokens padded to 8
+  monkeypatch.setattr(sampler_lib.jax.random, "uniform", lambda key, shape, dtype: jnp.zeros(shape, dtype))
+  assert int(sampler_lib.draw(jax.random.key(0), z, block=4)[0]) == 0
