@@ -36,5 +36,6 @@ def get_config():
   cfg.optim.warmup_steps = 0
   cfg.sampling.max_new_tokens = 32  # completion tokens
   cfg.eval.num_examples = 64  # held-out prompts, evaluated after every round
+  cfg.eval.every_steps = 0  # and not in between (N > 0: also every N updates)
   cfg.checkpoint.every_steps = 10
   return cfg

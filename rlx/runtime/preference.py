@@ -442,6 +442,8 @@ def run_iterative_dpo(setup, params, resume: dict | None, *, step_offset: int = 
   Each round's pairs are written to ``WORKDIR/rounds/round_RRR.npz`` before its updates, so a run
   stopped mid-round resumes on the same pairs; the host checkpoint item holds the prompt and pair
   iterators. Round statistics go to the metrics as ``round/*`` at the round's first step.
+  Evaluation runs before the first round, after every round and every ``eval.every_steps``
+  updates (0: after rounds only).
   """
   from rlx.runtime import rollouts
   from rlx.runtime.scorer import PolicyScorer
@@ -603,7 +605,7 @@ def run_iterative_dpo(setup, params, resume: dict | None, *, step_offset: int = 
       save(force=True)
       return state.params, True, {"evals": evals}
     round_end = step % per_round == 0
-    if round_end:
+    if round_end or (run.eval.every_steps and step % run.eval.every_steps == 0):
       setup.writer.flush()
       do_eval()
     if step % run.checkpoint.every_steps == 0 or round_end:

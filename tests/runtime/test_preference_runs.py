@@ -240,6 +240,16 @@ def test_iterative_dpo_three_rounds_and_resume_after_sigterm(tmp_path, monkeypat
   assert_trees_close(full["params"], done["params"])
 
 
+def test_iterative_dpo_evaluates_after_rounds_and_every_n_updates(tmp_path, monkeypatch):
+  from rlx.runtime import rollouts
+  monkeypatch.setattr(rollouts, "evaluate", lambda *a, **k: {"eval/greedy_accuracy": 0.0})
+  train(config("iterative_dpo", {**ITERATIVE, "eval.num_examples": 4, "eval.every_steps": 2,
+                                 "checkpoint.every_steps": 1000}), str(tmp_path / "run"))
+  records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+  # Before round 0, every 2 updates, and after each round of 3 updates (steps 3, 6, 9).
+  assert [r["step"] for r in records if "eval/greedy_accuracy" in r] == [0, 2, 3, 4, 6, 8, 9]
+
+
 def test_best_worst_pairs_rules():
   from rlx.runtime.preference import best_worst_pairs
   scores = np.array([[0.0, 1.0, 0.5], [1.0, 1.0, 1.0], [0.2, 0.9, 0.1]])
