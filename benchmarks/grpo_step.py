@@ -33,7 +33,7 @@ from sampling import CONFIG  # noqa: E402  (the 12.6M reference model)
 import rlx.models as M  # noqa: E402
 from rlx import config as rlx_config  # noqa: E402
 from rlx.algorithms import grpo  # noqa: E402
-from rlx.runtime.state import init_train_state, make_optimizer  # noqa: E402
+from rlx.optim import init_train_state, make_optimizer  # noqa: E402
 from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
 
 PROMPTS, GROUP, PROMPT_LEN, NEW = 4, 8, 64, 64

@@ -45,7 +45,7 @@ def child(devices: int, data: int, fsdp: int, tensor: int, rules: str, steps: in
   from rlx import core
   from rlx.algorithms import grpo
   from rlx.runtime import mesh as mesh_lib
-  from rlx.runtime.state import create_train_state, make_optimizer
+  from rlx.optim import create_train_state, make_optimizer
 
   assert jax.device_count() == devices, jax.devices()
   layout = None

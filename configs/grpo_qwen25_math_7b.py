@@ -21,7 +21,7 @@ def get_config():
   cfg.data.tokenizer = "/path/to/Qwen2.5-Math-7B"  # the model's tokenizer.json
   cfg.data.prompt_format = "chat"  # the model's chat template
   cfg.data.max_prompt_len = 512  # prompt tokens
-  cfg.rewards.name = "math_answer"  # rule-based answer check (ALGORITHMS.md §8)
+  cfg.rewards.name = "math_answer"  # rule-based answer check (docs/algorithms.md §8)
   cfg.num_steps = 1000  # RL steps
   cfg.algo.batch_size = 1024  # sequences per step (paper: batch size 1024)
   cfg.algo.group_size = 64  # paper: 64 outputs per question -> 16 questions per step

@@ -854,7 +854,7 @@ def _mesh_section(h, algo: AlgoSection) -> MeshSection:
   """The ``mesh`` section (defaults for fields a config leaves out); sizes are checked against
   the devices when the run builds its mesh (``rlx.runtime.mesh.resolve_shape``)."""
   from rlx.models.sharding import REMAT_POLICIES
-  from rlx.runtime.mesh import RULES, SAMPLING_RULES
+  from rlx.models.sharding import RULES, SAMPLING_RULES
   m = _fields(MeshSection, h, "mesh", defaults=True)
   for f in ("data", "fsdp", "tensor"):
     v = getattr(m, f)

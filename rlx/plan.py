@@ -44,7 +44,7 @@ def plan(run, *, compile: bool = True) -> dict:
   from rlx.algorithms import grpo, ppo, sft
   from rlx.config import Algorithm
   from rlx.runtime import mesh as mesh_lib
-  from rlx.runtime.state import init_train_state, make_optimizer
+  from rlx.optim import init_train_state, make_optimizer
 
   m = run.mesh
   mesh = mesh_lib.make_mesh(m.data, m.fsdp, m.tensor)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from rlx import core
 from rlx import models
-from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+from rlx.optim import OptimizerDef, TrainState, apply_updates
 
 
 def vocab_chunk(vocab_size: int, target: int) -> int:

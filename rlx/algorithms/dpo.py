@@ -1,4 +1,4 @@
-"""Preference optimisation (ALGORITHMS.md §7) as one compiled update: DPO and its relatives.
+"""Preference optimisation (docs/algorithms.md §7) as one compiled update: DPO and its relatives.
 
 Every loss of ``rlx.core.PreferenceLoss`` — dpo (with cDPO label smoothing), robust, ipo (± length
 normalisation), hinge, simpo, orpo, kto — consumes *sequence* log-probs
@@ -41,7 +41,7 @@ from rlx import core
 from rlx import models
 from rlx.algorithms.common import (accumulate_gradients, make_weighted_step, split_micro,
                                   target_logprobs)
-from rlx.runtime.state import OptimizerDef
+from rlx.optim import OptimizerDef
 
 Loss = core.PreferenceLoss
 REFERENCE_FREE = (Loss.SIMPO, Loss.ORPO)

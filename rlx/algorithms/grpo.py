@@ -5,7 +5,7 @@ advantages already computed — so it is testable without a sampler. Inside one 
 epochs × minibatches optimizer steps (an outer ``lax.scan``; rows reshuffled every epoch), each
 accumulating gradients over micro-batches (an inner ``lax.scan``). Every loss term is aggregated
 as a numerator over the micro-batch divided by the denominator of the whole minibatch, computed
-first, so micro-batching never changes the objective (ALGORITHMS.md §5).
+first, so micro-batching never changes the objective (docs/algorithms.md §5).
 
 Static choices (loss kind, aggregation, KL placement, dual clip on/off, the batch layout) are a
 frozen :class:`GRPOSpec` resolved once from the config; tunable scalars (lr, β, ε_low, ε_high,
@@ -26,7 +26,7 @@ from rlx import models
 from rlx.algorithms import laser as laser_lib
 from rlx.algorithms.common import split_micro, target_logprobs
 from rlx.config import AlgoSection, KLPlacement
-from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+from rlx.optim import OptimizerDef, TrainState, apply_updates
 
 
 @flax.struct.dataclass
@@ -343,7 +343,7 @@ def advantages(spec: PrepareSpec, rewards, token_rewards, group_ids, greedy_rewa
 def reference_kl(spec: PrepareSpec, old, ref, token_rewards, mask, hp: PrepareHyper):
   """KL to the reference where the spec keeps one: ``(token rewards, kl | None, metrics)``.
 
-  With KL in the reward, ``R_t ← R_t − β·kl_t`` (ALGORITHMS.md §3); ``kl/rollout`` is the adaptive
+  With KL in the reward, ``R_t ← R_t − β·kl_t`` (docs/algorithms.md §3); ``kl/rollout`` is the adaptive
   controller's statistic. Shared by the GRPO-family and PPO preparation.
   """
   if not spec.use_reference:

@@ -1,4 +1,4 @@
-"""LaSeR (ALGORITHMS.md §9): the policy's last-token self-reward, trained to predict the verifier.
+"""LaSeR (docs/algorithms.md §9): the policy's last-token self-reward, trained to predict the verifier.
 
 The self-reward of a finished completion ``y`` of prompt ``x`` is
 

@@ -1,7 +1,7 @@
 """PPO with a value network and GAE over token rewards (Schulman et al., 2017; Ouyang et al., 2022).
 
 The policy part is the GRPO family's (``grpo.micro_loss``: policy loss × KL placement ×
-aggregation); PPO adds the clipped value loss (ALGORITHMS.md §6) of a separate value network
+aggregation); PPO adds the clipped value loss (docs/algorithms.md §6) of a separate value network
 (``rlx.models.ValueModel``, its own optimizer state) and the GAE advantages of §2, over token
 rewards (the scalar reward on the last token, minus β·kl when the KL is in the reward; dense
 ``token_rewards`` are supported). Same update structure: epochs × minibatches × micro-batches in
@@ -22,7 +22,7 @@ from rlx.algorithms.common import positions_from_mask
 from rlx.algorithms.grpo import (GRPOSpec, Hyper, PrepareHyper, PrepareSpec, TrainBatch,
                                  minibatch_gradients, micro_loss, reference_kl,
                                  target_logprobs)
-from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+from rlx.optim import OptimizerDef, TrainState, apply_updates
 
 
 @flax.struct.dataclass

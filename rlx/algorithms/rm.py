@@ -1,4 +1,4 @@
-"""Reward-model training (Bradley–Terry, ALGORITHMS.md §7) and loading a trained reward model.
+"""Reward-model training (Bradley–Terry, docs/algorithms.md §7) and loading a trained reward model.
 
 The reward model is ``rlx.models.RewardModel``: the decoder backbone with a scalar head read at
 the last real token, ``s(x, y)``. Per pair the loss is
@@ -12,7 +12,7 @@ hyper-parameters. Metrics: ``loss``, ``rewards/chosen`` / ``rewards/rejected`` (
 ``rewards/margin`` and ``rewards/accuracy`` (``s_c > s_r``).
 
 A reward-model run's checkpoints record the architecture (``host["reward_model"]``), so
-:func:`load_reward_model` rebuilds the scorer from the checkpoint directory alone; that is what
+``rlx.runtime.scorer.load_reward_model`` rebuilds the scorer from the checkpoint directory alone; that is what
 the ``reward_model`` reward of ``rlx.rewards`` loads for ``kwargs={"checkpoint": DIR}``.
 """
 
@@ -32,7 +32,7 @@ from rlx import models
 from rlx.algorithms.common import positions_from_mask
 from rlx.algorithms.common import accumulate_gradients, make_weighted_step
 from rlx.algorithms.dpo import PairBatch, PrefHyper, finalize_metrics
-from rlx.runtime.state import OptimizerDef
+from rlx.optim import OptimizerDef
 
 
 def pair_scores(graphdef, params, batch: PairBatch) -> tuple[jax.Array, jax.Array]:
@@ -145,31 +145,3 @@ class RewardModelScorer:
       mask[i, :len(r)] = 1
     mask[b:, 0] = 1  # padding rows: one token, never read
     return np.asarray(jax.device_get(self._fn(self.params, tokens, mask)))[:b].astype(np.float32)
-
-
-def load_reward_model(directory: str, step: int | None = None) -> RewardModelScorer:
-  """The reward model of an rlx reward-model run: ``directory`` is the run's ``checkpoints``
-  folder (or the workdir holding it); ``step`` defaults to the latest checkpoint."""
-  import os
-
-  from rlx.runtime.checkpoint import Checkpointer, restore_params
-  if os.path.isdir(os.path.join(directory, "checkpoints")):
-    directory = os.path.join(directory, "checkpoints")
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"reward model checkpoint directory {directory!r} does not exist")
-  ckpt = Checkpointer(directory)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {directory}")
-    host = ckpt.restore_host(step)
-  finally:
-    ckpt.close()
-  info = host.get("reward_model")
-  if info is None:
-    raise ValueError(f"{directory} step {step} is not a reward-model checkpoint (phase "
-                     f"{host.get('phase')!r}); train one with algo.name='rm'")
-  config = model_config_from_json(info["model_config"])
-  graphdef, like = models.abstract(config, models.RewardModel)  # shapes only, no memory
-  params = restore_params(directory, like, step=step)
-  return RewardModelScorer(graphdef, params, pad_id=int(info.get("pad_id", 0)))

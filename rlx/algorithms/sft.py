@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from rlx import core
 from rlx import models
 from rlx.algorithms.common import accumulate_gradients, target_logprobs
-from rlx.runtime.state import OptimizerDef, TrainState, apply_updates
+from rlx.optim import OptimizerDef, TrainState, apply_updates
 
 TOKEN_MEAN = core.Aggregation.TOKEN_MEAN
 

@@ -1,4 +1,4 @@
-"""rlx.core: the pure math of RL post-training (spec: ALGORITHMS.md §1-7).
+"""rlx.core: the pure math of RL post-training (spec: docs/algorithms.md §1-7).
 
 Only jax/numpy; no models, configs or tokenizers. Every function is jit-, grad- and
 vmap-compatible; hyper-parameters are traced arguments, variants are enums resolved once.

@@ -1,4 +1,4 @@
-"""Advantage estimators (ALGORITHMS.md §2).
+"""Advantage estimators (docs/algorithms.md §2).
 
 Every estimator returns ``(advantages[B,T], returns[B,T])``, both multiplied by the loss mask
 ``m[B,T]``. Outcome estimators compute one value per sequence and broadcast it over the row; for

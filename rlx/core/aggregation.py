@@ -1,4 +1,4 @@
-"""Loss aggregation modes (ALGORITHMS.md §5).
+"""Loss aggregation modes (docs/algorithms.md §5).
 
 Every mode is a ratio ``numerator / denominator`` where both parts are *sums over sequences*.
 Sum numerators and denominators separately over micro-batches and devices and divide once

@@ -1,4 +1,4 @@
-"""KL estimators, their placement, and the adaptive KL controller (ALGORITHMS.md §3).
+"""KL estimators, their placement, and the adaptive KL controller (docs/algorithms.md §3).
 
 Per-token estimators of ``KL(π ‖ π_ref)`` from the log-probs of the sampled tokens,
 ``d = ℓ − ℓ_ref`` (Schulman, "Approximating KL divergence", 2020):

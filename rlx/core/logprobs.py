@@ -1,4 +1,4 @@
-"""Token log-probabilities and entropies from logits (ALGORITHMS.md §1).
+"""Token log-probabilities and entropies from logits (docs/algorithms.md §1).
 
 Everything is computed in float32 from ``z = logits / temperature``:
 

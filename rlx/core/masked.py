@@ -1,4 +1,4 @@
-"""Masked reductions (ALGORITHMS.md §1).
+"""Masked reductions (docs/algorithms.md §1).
 
 Every function takes an explicit mask ``m`` of the same shape as ``x`` (or broadcastable to it).
 Values outside the mask never reach a result, even when they are NaN or inf: they are replaced by

@@ -1,4 +1,4 @@
-"""Policy-gradient losses, per token and before aggregation (ALGORITHMS.md §4).
+"""Policy-gradient losses, per token and before aggregation (docs/algorithms.md §4).
 
 All losses share one signature::
 

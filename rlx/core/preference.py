@@ -1,4 +1,4 @@
-"""Preference-optimisation and reward-model losses (ALGORITHMS.md §7).
+"""Preference-optimisation and reward-model losses (docs/algorithms.md §7).
 
 Inputs are per-pair *sequence* log-probs (sums over response tokens), ``[B]`` each:
 ``ℓ_c``/``ℓ_r`` under the policy and ``ℓ_c^ref``/``ℓ_r^ref`` under the reference, with

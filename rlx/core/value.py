@@ -1,4 +1,4 @@
-"""Value loss, entropy bonus and the total loss (ALGORITHMS.md §6)."""
+"""Value loss, entropy bonus and the total loss (docs/algorithms.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Online group filters, the refill loop and a staged curriculum (ALGORITHMS.md §11).
+"""Online group filters, the refill loop and a staged curriculum (docs/algorithms.md §11).
 
 Filters work on plain host arrays: ``rewards [N]`` and ``group_ids [N]`` (rows with a negative
 group id are padding and ignored). A filter is a pair of pure functions in a small class::

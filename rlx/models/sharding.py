@@ -21,6 +21,26 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 MeshAxes = str | tuple[str, ...] | None
 Rules = Sequence[tuple[str, MeshAxes]]
 
+# The mesh axes and the logical-axis rule tables by name (config ``mesh.rules`` /
+# ``mesh.sampling_rules``); ``rlx.runtime.mesh`` builds meshes and layouts from them.
+AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")  # the axes a batch's rows are split over
+
+_BATCH = (("batch", BATCH_AXES),)
+_FSDP = (("embed", "fsdp"),)
+_TP = (("vocab", "tensor"), ("heads", "tensor"), ("kv_heads", "tensor"), ("mlp", "tensor"),
+       ("act_heads", "tensor"), ("act_kv_heads", "tensor"), ("act_mlp", "tensor"))
+_NONE = (("head_dim", None), ("layers", None), ("seq", None), ("act_embed", None))
+
+# Rule tables by name (config ``mesh.rules`` / ``mesh.sampling_rules``).
+RULES: dict[str, Rules] = {
+    "fsdp": _BATCH + _FSDP + _NONE,
+    "tp": _BATCH + _TP + _NONE,
+    "fsdp_tp": _BATCH + _FSDP + _TP + _NONE,
+    "replicated": _BATCH + _NONE,
+}
+SAMPLING_RULES = ("train",) + tuple(RULES)  # "train": the training table
+
 # Default table for a ("data", "fsdp", "tensor") mesh: FSDP over the model width, tensor
 # parallelism over heads, MLP width and vocabulary.
 DEFAULT_RULES: Rules = (

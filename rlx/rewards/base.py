@@ -1,7 +1,7 @@
 """Reward protocol: what a reward receives, what it returns, and what model access it may use.
 
 A reward is any object with a ``name`` and ``__call__(batch: RewardInput, scorer: Scorer | None)
--> RewardOutput``. Rewards run on the host, on numpy arrays and decoded text (DESIGN.md, step 3).
+-> RewardOutput``. Rewards run on the host, on numpy arrays and decoded text (docs/architecture.md, step 3).
 Model-based rewards call back into compiled scoring functions through a ``Scorer``.
 """
 

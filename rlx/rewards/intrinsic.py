@@ -1,4 +1,4 @@
-"""Intrinsic rewards: episodic-memory kNN (Memory-R+, ALGORITHMS.md §9) and text embedders."""
+"""Intrinsic rewards: episodic-memory kNN (Memory-R+, docs/algorithms.md §9) and text embedders."""
 
 from __future__ import annotations
 

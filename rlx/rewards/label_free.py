@@ -1,4 +1,4 @@
-"""Label-free (self-rewarding) rewards, ALGORITHMS.md §9.
+"""Label-free (self-rewarding) rewards, docs/algorithms.md §9.
 
 Voting rewards (majority vote, Borda, semantic entropy, co-reward) cluster a group's extracted
 answers by equivalence. Clustering is greedy in sample order: an answer joins the first cluster

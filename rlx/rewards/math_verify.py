@@ -1,4 +1,4 @@
-"""Math answer extraction, normalisation and equivalence (ALGORITHMS.md §8, "math answer").
+"""Math answer extraction, normalisation and equivalence (docs/algorithms.md §8, "math answer").
 
 ``extract_answer``: the last ``\\boxed{…}`` (nested braces), else ``#### x``, else "answer is x",
 else the last number. ``normalize_answer``: strips ``$``, spaces, ``\\left``/``\\right``, ``\\!``,

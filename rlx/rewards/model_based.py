@@ -25,19 +25,26 @@ class RewardModelReward:
   """Scalar scores of a learned reward model (Bradley–Terry head), optionally standardised
   (``normalize=True``: ``(s − mean)/(std + 1e-6)`` over the batch).
 
-  ``checkpoint``: an rlx reward-model run's checkpoint directory (or its workdir); the score
-  function is then that model's (``rlx.algorithms.rm.load_reward_model``), loaded here, so a
-  config can name it: ``rewards.name="reward_model"``, ``rewards.kwargs={"checkpoint": DIR}``.
+  ``checkpoint``: an rlx reward-model run's checkpoint directory (or its workdir), so a config
+  can name it: ``rewards.name="reward_model"``, ``rewards.kwargs={"checkpoint": DIR}``. The
+  rewards layer loads no model itself: the scorer does, ``scorer.reward_model(DIR)`` (the
+  training runtime's scorers implement it with ``rlx.runtime.scorer.load_reward_model``); in a
+  notebook pass ``score_fn=load_reward_model(DIR).sequence_scores`` or
+  ``scorer=rlx.runtime.scorer.ModelLoader()``.
   """
 
   def __init__(self, score_fn: Callable[..., np.ndarray] | None = None, normalize: bool = False,
                checkpoint: str = ""):
-    if score_fn is None and checkpoint:
-      from rlx.algorithms.rm import load_reward_model  # jax and the model only when asked for
-      score_fn = load_reward_model(checkpoint).sequence_scores
     self.name, self.score_fn, self.normalize = "reward_model", score_fn, normalize
+    self.checkpoint = checkpoint
 
   def __call__(self, batch: RewardInput, scorer: Scorer | None = None) -> RewardOutput:
+    if self.score_fn is None and self.checkpoint:
+      loader = getattr(scorer, "reward_model", None)
+      if loader is None:
+        raise ValueError(f"reward_model(checkpoint={self.checkpoint!r}) needs a scorer with "
+                         "reward_model(directory) (rlx.runtime.scorer.ModelLoader), or score_fn")
+      self.score_fn = loader(self.checkpoint).sequence_scores
     fn = self.score_fn or getattr(scorer, "sequence_scores", None)
     if fn is None:
       raise ValueError("reward_model needs score_fn or a scorer with sequence_scores")

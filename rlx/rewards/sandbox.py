@@ -1,4 +1,4 @@
-"""Running untrusted completion code (ALGORITHMS.md §10).
+"""Running untrusted completion code (docs/algorithms.md §10).
 
 ``run_python(code, stdin=..., config=...)`` runs a Python program in a child process and returns
 a ``SandboxResult``; it never raises for anything the program does. What is enforced:

@@ -1,4 +1,4 @@
-"""Label-based rewards (ALGORITHMS.md §8): math answer, exact match, multiple choice, format
+"""Label-based rewards (docs/algorithms.md §8): math answer, exact match, multiple choice, format
 regexes, and length shaping (ThinkPrune cap, DAPO soft overlong penalty, overlong filtering)."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from rlx.runtime.checkpoint import Checkpointer, from_json, restore_params, to_json
 from rlx.runtime.metrics import MetricsWriter, read_metrics
 from rlx.runtime.preemption import PreemptionGuard
-from rlx.runtime.state import (OptimizerDef, TrainState, apply_updates, init_train_state,
+from rlx.optim import (OptimizerDef, TrainState, apply_updates, init_train_state,
                                make_optimizer, unit_schedule)
 
 __all__ = [

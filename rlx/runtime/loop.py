@@ -23,7 +23,7 @@ from rlx.config import Algorithm
 from rlx.data import ExampleIterator
 from rlx.runtime import rollouts
 from rlx.runtime.scorer import PolicyScorer
-from rlx.runtime.state import create_train_state, frozen_copy, make_optimizer
+from rlx.optim import create_train_state, frozen_copy, make_optimizer
 
 RL_DATA_SEED_OFFSET = 1  # the RL prompt stream is shuffled apart from the warm start's
 

@@ -1,6 +1,6 @@
 """The device mesh, its logical-axis rule tables, and compiled steps with explicit shardings.
 
-One mesh with axes ``("data", "fsdp", "tensor")`` (DESIGN.md principle 5). Sizes come from the
+One mesh with axes ``("data", "fsdp", "tensor")`` (docs/architecture.md principle 5). Sizes come from the
 config's ``mesh`` section, one of them may be ``-1`` ("the rest of the devices"). Parameters
 carry logical axis names (``rlx.models.layers.param``); a *rule table* maps them, and the
 activation names used by ``rlx.models.sharding.constrain``, onto mesh axes:
@@ -40,25 +40,8 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from rlx.models import sharding as msharding
-from rlx.models.sharding import Rules
+from rlx.models.sharding import AXES, BATCH_AXES, RULES, SAMPLING_RULES, Rules  # noqa: F401
 
-AXES = ("data", "fsdp", "tensor")
-BATCH_AXES = ("data", "fsdp")  # the axes a batch's rows are split over
-
-_BATCH = (("batch", BATCH_AXES),)
-_FSDP = (("embed", "fsdp"),)
-_TP = (("vocab", "tensor"), ("heads", "tensor"), ("kv_heads", "tensor"), ("mlp", "tensor"),
-       ("act_heads", "tensor"), ("act_kv_heads", "tensor"), ("act_mlp", "tensor"))
-_NONE = (("head_dim", None), ("layers", None), ("seq", None), ("act_embed", None))
-
-# Rule tables by name (config ``mesh.rules`` / ``mesh.sampling_rules``).
-RULES: dict[str, Rules] = {
-    "fsdp": _BATCH + _FSDP + _NONE,
-    "tp": _BATCH + _TP + _NONE,
-    "fsdp_tp": _BATCH + _FSDP + _TP + _NONE,
-    "replicated": _BATCH + _NONE,
-}
-SAMPLING_RULES = ("train",) + tuple(RULES)  # "train": the training table
 
 
 def resolve_shape(data: int, fsdp: int, tensor: int, num_devices: int) -> tuple[int, int, int]:

@@ -34,7 +34,8 @@ from rlx import config as rlx_config
 from rlx.algorithms import dpo, rm
 from rlx.data import ExampleIterator
 from rlx.data import preference as pref_data
-from rlx.runtime.state import create_train_state, frozen_copy, make_optimizer
+from rlx.runtime.scorer import ModelLoader
+from rlx.optim import create_train_state, frozen_copy, make_optimizer
 
 Algorithm = rlx_config.Algorithm
 PHASES = {Algorithm.DPO: "dpo", Algorithm.RM: "rm", Algorithm.ITERATIVE_DPO: "iterative_dpo"}
@@ -392,7 +393,7 @@ def best_worst_pairs(scores: np.ndarray, valid: np.ndarray, *, anchor_scores=Non
   return pairs
 
 
-class PolicyJudge:
+class PolicyJudge(ModelLoader):
   """``scorer.generate`` for the ``llm_judge`` reward: the policy judges its own samples (greedy
   completions of the judge prompts, with the parameters bound by :meth:`bind`), as in
   self-rewarding language models. Every other scorer method is ``inner``'s (a

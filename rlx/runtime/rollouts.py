@@ -17,6 +17,7 @@ from rlx import config as rlx_config
 from rlx.data import (BalancedDifficulty, DynamicSampling, ScoredGroups, StdEMA, GroupFilter,
                       make_prompt_batch, verify)
 from rlx.runtime import distributed
+from rlx.runtime.scorer import ModelLoader
 from rlx.sampling import LENGTH, SamplingParams, sample
 
 
@@ -48,7 +49,7 @@ class RewardFn:
     """``scorer``: the ``rlx.rewards.Scorer`` model-based rewards call (``rlx.runtime.scorer``);
     ``name``/``kwargs`` override ``run.rewards`` (evaluation's reward)."""
     self.run = run
-    self.scorer = scorer
+    self.scorer = ModelLoader() if scorer is None else scorer  # loads reward_model checkpoints
     self.name = run.rewards.name if name is None else name
     self.reward = None
     if self.name != rlx_config.TASK_REWARD:
@@ -180,7 +181,7 @@ class Collected:
 
 def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: GroupFilter,
             filter_state, key, step: int) -> Collected:
-  """Sample, score, filter and refill one step's groups (ALGORITHMS.md §11)."""
+  """Sample, score, filter and refill one step's groups (docs/algorithms.md §11)."""
   from rlx.data import fill_batch
   run, algo = setup.run, setup.run.algo
   g = algo.group_size

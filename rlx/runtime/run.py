@@ -29,7 +29,7 @@ from rlx.runtime.checkpoint import Checkpointer, restore_params
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
 from rlx.runtime.preemption import PreemptionGuard
-from rlx.runtime.state import create_train_state, make_optimizer
+from rlx.optim import create_train_state, make_optimizer
 
 log = logging.getLogger("rlx")
 

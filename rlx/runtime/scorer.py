@@ -1,7 +1,7 @@
 """The ``rlx.rewards.Scorer`` of a run: compiled scoring with the current policy and the reference.
 
 Model-based rewards (self-certainty, LaSeR's self-reward, RLPR, SAR, answer confidence, ...) call
-back into the trainer's models through this object (DESIGN.md, step 3). ``model="policy"`` scores
+back into the trainer's models through this object (docs/architecture.md, step 3). ``model="policy"`` scores
 with the parameters bound by :meth:`PolicyScorer.bind` (the policy that sampled the batch);
 ``model="reference"`` with the frozen initial policy.
 
@@ -14,6 +14,7 @@ completion token needs something to be predicted from.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import jax
@@ -21,15 +22,53 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlx import models
+from rlx.algorithms import rm
 from rlx.algorithms.common import positions_from_mask, unembed_matrix, vocab_chunk
 from rlx import core
+from rlx.runtime.checkpoint import Checkpointer, restore_params
 
 
 def _bucket(n: int, lo: int = 8) -> int:
   return max(lo, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
 
-class PolicyScorer:
+def load_reward_model(directory: str, step: int | None = None) -> "rm.RewardModelScorer":
+  """The reward model of an rlx reward-model run: ``directory`` is the run's ``checkpoints``
+  folder (or the workdir holding it); ``step`` defaults to the latest checkpoint."""
+  if os.path.isdir(os.path.join(directory, "checkpoints")):
+    directory = os.path.join(directory, "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"reward model checkpoint directory {directory!r} does not exist")
+  ckpt = Checkpointer(directory)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    host = ckpt.restore_host(step)
+  finally:
+    ckpt.close()
+  info = host.get("reward_model")
+  if info is None:
+    raise ValueError(f"{directory} step {step} is not a reward-model checkpoint (phase "
+                     f"{host.get('phase')!r}); train one with algo.name='rm'")
+  config = rm.model_config_from_json(info["model_config"])
+  graphdef, like = models.abstract(config, models.RewardModel)  # shapes only, no memory
+  params = restore_params(directory, like, step=step)
+  return rm.RewardModelScorer(graphdef, params, pad_id=int(info.get("pad_id", 0)))
+
+
+class ModelLoader:
+  """Loads the models a reward names (``reward_model``'s ``checkpoint``), once per directory.
+  The rewards layer loads no model itself; every scorer of a run is one of these."""
+
+  def reward_model(self, directory: str):
+    cache = self.__dict__.setdefault("_reward_models", {})
+    if directory not in cache:
+      cache[directory] = load_reward_model(directory)
+    return cache[directory]
+
+
+class PolicyScorer(ModelLoader):
   """Implements ``rlx.rewards.Scorer`` over a decoder's parameters (host in, host out)."""
 
   def __init__(self, graphdef, config: models.ModelConfig, tokenizer, reference_params,

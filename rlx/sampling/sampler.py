@@ -178,7 +178,7 @@ def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tu
   logp = jnp.take_along_axis(log_p, token[:, None], axis=-1)[:, 0]
   p = jnp.exp(log_p)
   entropy = -jnp.sum(jnp.where(p > 0, p * log_p, 0.0), axis=-1) if stats[0] else None
-  # Self-certainty KL(U ‖ p) = −log V − mean_v log p(v) (ALGORITHMS.md §9).
+  # Self-certainty KL(U ‖ p) = −log V − mean_v log p(v) (docs/algorithms.md §9).
   sc = (-jnp.log(z.shape[-1]) - jnp.mean(log_p, axis=-1)) if stats[1] else None
   return token, logp, entropy, sc
 

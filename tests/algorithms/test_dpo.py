@@ -12,7 +12,7 @@ from rlx import models
 from rlx.algorithms import dpo
 from rlx.data import SyntheticPreferenceSource, UnpairedView, load_task_tokenizer
 from rlx.data import preference as pref_data
-from rlx.runtime.state import init_train_state, make_optimizer
+from rlx.optim import init_train_state, make_optimizer
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
                             head_dim=16, d_ff=64)
@@ -84,7 +84,7 @@ def test_pair_logps_are_sums_over_completion_tokens():
 
 
 def spec_losses(kind, pc, pr, rc, rr, lc, lr, m, beta, eps, gamma, lam, length_normalize=False):
-  """ALGORITHMS.md §7, written out in numpy."""
+  """docs/algorithms.md §7, written out in numpy."""
   c, j = pc - rc, pr - rr
   z = beta * (c - j) - m
   if kind is Loss.DPO:

@@ -13,7 +13,7 @@ from rlx import core
 from rlx import models
 from rlx.algorithms import grpo
 from rlx.algorithms.common import target_logprobs
-from rlx.runtime.state import init_train_state, make_optimizer
+from rlx.optim import init_train_state, make_optimizer
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
                             head_dim=16, d_ff=64)

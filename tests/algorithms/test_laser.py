@@ -15,7 +15,7 @@ from rlx import models
 from rlx.algorithms import grpo, laser
 from rlx.rewards.label_free import laser_aux_loss, laser_class_weights, laser_mix_advantages
 from rlx.runtime.metrics import read_metrics
-from rlx.runtime.state import init_train_state, make_optimizer
+from rlx.optim import init_train_state, make_optimizer
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
                             head_dim=16, d_ff=64)

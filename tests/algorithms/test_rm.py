@@ -12,7 +12,8 @@ from rlx.data import SyntheticPreferenceSource, load_task_tokenizer
 from rlx.data import preference as pref_data
 from rlx.rewards import RewardInput, get_reward
 from rlx.runtime.checkpoint import Checkpointer
-from rlx.runtime.state import TrainState
+from rlx.runtime.scorer import ModelLoader, load_reward_model
+from rlx.optim import TrainState
 from tests.algorithms.test_dpo import compilation_cache, jax_cache_dir  # noqa: F401 (fixtures)
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
@@ -85,10 +86,11 @@ def test_checkpoint_loads_as_the_reward_model_reward(tmp_path):
   ids, mask = np.zeros((3, 32), np.int32), np.zeros((3, 32), np.float32)
   for i, c in enumerate(completions):
     ids[i, :len(c)], mask[i, :len(c)] = c, 1
-  scorer = rm.load_reward_model(str(tmp_path))  # the workdir or its checkpoints folder
+  scorer = load_reward_model(str(tmp_path))  # the workdir or its checkpoints folder
   np.testing.assert_allclose(scorer.sequence_scores(prompts, ids, mask), sc, rtol=1e-5,
                              atol=1e-5)
   reward = get_reward("reward_model", checkpoint=str(tmp_path / "checkpoints"))
   out = reward(RewardInput(prompts=[p.prompt for p in pairs], completions=[p.chosen for p in pairs],
-                           completion_ids=ids, completion_mask=mask, prompt_ids=prompts))
+                           completion_ids=ids, completion_mask=mask, prompt_ids=prompts),
+               ModelLoader())
   np.testing.assert_allclose(out.scores, sc, rtol=1e-5, atol=1e-5)

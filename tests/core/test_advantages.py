@@ -12,7 +12,7 @@ jit_gae = jax.jit(core.gae_advantages, static_argnames=("whiten",))
 
 
 def _np_gae(r, v, m, gamma, lam):
-  """Float64 loop reference of ALGORITHMS.md §2 gae (before whitening)."""
+  """Float64 loop reference of docs/algorithms.md §2 gae (before whitening)."""
   b, t = r.shape
   adv = np.zeros((b, t))
   for i in range(b):

@@ -16,7 +16,7 @@ def _reference(logits, tokens, temperature, softcap=None):
   logp = np.take_along_axis(z, tokens[..., None], -1)[..., 0] - lse
   p = np.exp(z - lse[..., None])
   entropy = lse - (p * z).sum(-1)
-  sc = -np.log(z.shape[-1]) - (z - lse[..., None]).mean(-1)  # KL(U ‖ p), ALGORITHMS.md §9
+  sc = -np.log(z.shape[-1]) - (z - lse[..., None]).mean(-1)  # KL(U ‖ p), docs/algorithms.md §9
   return logp, entropy, sc
 
 

@@ -1,4 +1,4 @@
-"""Online filters (ALGORITHMS.md §11) on scripted streams of groups with known pass rates."""
+"""Online filters (docs/algorithms.md §11) on scripted streams of groups with known pass rates."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""Label-free rewards against hand-worked examples (ALGORITHMS.md §9)."""
+"""Label-free rewards against hand-worked examples (docs/algorithms.md §9)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Sandbox (ALGORITHMS.md §10): violations score 0 and are counted; the rest of the batch is fine."""
+"""Sandbox (docs/algorithms.md §10): violations score 0 and are counted; the rest of the batch is fine."""
 
 import os
 import time

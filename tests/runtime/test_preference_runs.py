@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from rlx.runtime.scorer import load_reward_model
 from rlx import data as rlx_data
 from rlx.algorithms import rm
 from rlx.runtime import restore_params
@@ -174,7 +175,7 @@ def test_reward_model_reaches_held_out_pair_accuracy(rm_run):
   workdir, out = rm_run
   accuracy = [e["eval/rewards/accuracy"] for e in out["evals"]]
   assert accuracy[-1] > 0.9, accuracy
-  scorer = rm.load_reward_model(workdir)  # what rewards.kwargs.checkpoint loads
+  scorer = load_reward_model(workdir)  # what rewards.kwargs.checkpoint loads
   assert scorer.params is not None
 
 

@@ -12,7 +12,7 @@ from rlx import config as rlx_config
 from rlx import models
 from rlx.runtime import (Checkpointer, MetricsWriter, from_json, init_train_state,
                          make_optimizer, read_metrics, restore_params, to_json, unit_schedule)
-from rlx.runtime.state import apply_updates
+from rlx.optim import apply_updates
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
                             head_dim=16, d_ff=64)

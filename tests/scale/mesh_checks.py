@@ -24,7 +24,7 @@ from rlx import core, models
 from rlx.algorithms import grpo
 from rlx.runtime import mesh as mesh_lib
 from rlx.runtime.checkpoint import Checkpointer
-from rlx.runtime.state import create_train_state, make_optimizer
+from rlx.optim import create_train_state, make_optimizer
 from rlx.sampling import Buckets, SamplingParams, sample
 
 CONFIG = models.ModelConfig(vocab_size=128, d_model=32, n_layers=1, n_heads=4, n_kv_heads=4,

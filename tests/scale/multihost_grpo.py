@@ -46,7 +46,7 @@ from rlx.algorithms import grpo  # noqa: E402
 from rlx.runtime import mesh as mesh_lib  # noqa: E402
 from rlx.runtime.checkpoint import Checkpointer, restore_params  # noqa: E402
 from rlx.runtime.preemption import PreemptionGuard  # noqa: E402
-from rlx.runtime.state import create_train_state, make_optimizer  # noqa: E402
+from rlx.optim import create_train_state, make_optimizer  # noqa: E402
 from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
 
 CONFIG = models.ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2,

@@ -3,7 +3,7 @@
 ``TrainState`` holds what an update changes: trainable parameters, their optax state, the step and
 the RNG key; PPO adds the value network's parameters and optimizer state. The frozen reference
 policy is *not* part of it: it is a separate parameter tree, passed to the functions that need it,
-with no optimizer state (DESIGN.md principle 2).
+with no optimizer state (docs/architecture.md principle 2).
 
 The learning rate is a traced hyper-parameter: the optax transformation stops before the step
 size, and :func:`apply_updates` multiplies by ``lr · schedule(step)`` where ``lr`` is a traced
