@@ -33,8 +33,9 @@ from sampling import CONFIG  # noqa: E402  (the 12.6M reference model)
 import rlx.models as M  # noqa: E402
 from rlx import config as rlx_config  # noqa: E402
 from rlx.algorithms import grpo  # noqa: E402
+from rlx.algorithms.trajectory import Trajectory  # noqa: E402
 from rlx.optim import init_train_state, make_optimizer  # noqa: E402
-from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
+from rlx.sampling import LENGTH, Buckets, SamplingParams, sample  # noqa: E402
 
 PROMPTS, GROUP, PROMPT_LEN, NEW = 4, 8, 64, 64
 BATCH = PROMPTS * GROUP
@@ -55,6 +56,19 @@ def phase_flops():
                       + sum(f(CONFIG, PROMPT_LEN + t + 1) for t in range(NEW)))
   forward = BATCH * (PROMPT_LEN + NEW) * f(CONFIG, PROMPT_LEN + NEW)
   return {"sampling": sampling, "old+ref log-probs": 2 * forward, "update": 3 * forward}
+
+
+def trajectory(r, rewards: np.ndarray) -> Trajectory:
+  """The rollout (device arrays, left where they are) and its host rewards, as the
+  preparation's typed input."""
+  b = len(rewards)
+  return Trajectory(
+      prompt_tokens=r.prompt_tokens, prompt_mask=r.prompt_mask,
+      completion_tokens=r.completion_tokens, completion_mask=r.completion_mask,
+      loss_mask=r.completion_mask, sampler_logprobs=r.logprobs, rewards=rewards,
+      token_rewards=np.zeros(r.completion_mask.shape, np.float32), group_ids=r.group_ids,
+      sample_mask=np.ones((b,), np.float32),
+      finished=(np.asarray(r.finish_reason) != LENGTH).astype(np.float32))
 
 
 def main():
@@ -85,9 +99,7 @@ def main():
     times["sampling"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rewards = (tokens % 2 == 0).mean(axis=1).astype(np.float32)  # a cheap host reward
-    batch, _ = prep(state.params, ref_params, r.prompt_tokens, r.prompt_mask, r.completion_tokens,
-                    r.completion_mask, r.completion_mask, r.logprobs, rewards, r.group_ids,
-                    np.zeros_like(rewards), prep_hp)
+    batch, _ = prep(state.params, ref_params, trajectory(r, rewards), prep_hp)
     jax.block_until_ready(batch)
     times["old+ref log-probs"] = time.perf_counter() - t0
     t0 = time.perf_counter()

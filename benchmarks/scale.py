@@ -68,7 +68,7 @@ def child(devices: int, data: int, fsdp: int, tensor: int, rules: str, steps: in
                                  np.asarray(adv), ref_logprobs=logp - 0.01)
   batch = jax.tree.map(np.asarray, batch)
   if layout is not None:
-    batch = layout.put_batch(batch)
+    batch = layout.put(batch, layout.shardings_for(batch))  # rows over data × fsdp
   hp = grpo.Hyper.create(lr=1e-5, beta=0.04)
   t0 = time.perf_counter()
   state, metrics = update(state, batch, hp)

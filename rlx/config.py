@@ -42,6 +42,7 @@ class Algorithm(enum.Enum):
   DPO = "dpo"  # offline preference optimisation (any pref.loss), rlx.runtime.preference
   RM = "rm"  # Bradley–Terry reward-model training
   ITERATIVE_DPO = "iterative_dpo"  # rounds of on-policy sampling, pairing and a DPO round
+  REJECTION_SFT = "rejection_sft"  # sample, keep the verified samples, SFT on them (RFT / STaR)
 
 
 # Algorithms trained on a fixed dataset (no sampling; the RL fields of algo are unused).
@@ -128,6 +129,12 @@ def default_config() -> ml_collections.ConfigDict:
   d.max_prompt_len = 64  # prompt tokens P (left-padded to this width)
   d.max_seq_len = 128  # SFT: sequence width S (right-padded)
   d.shuffle = True  # visit each epoch in a seeded permutation
+  d.curriculum_stages = ()  # RL on task data: difficulty stages, each an int or a tuple of ints
+  #                           (e.g. (1, 2, (3, 4))); () = off (train on data.difficulty)
+  d.curriculum_promote_at = 0.8  # curriculum: promote once the pass-rate EMA reaches it, (0, 1]
+  d.curriculum_min_steps = 10  # curriculum: RL steps in a stage before promotion by pass rate
+  d.curriculum_decay = 0.9  # curriculum: decay of the stage's EMA of the step pass rate, [0, 1)
+  d.curriculum_steps_per_stage = 0  # curriculum: promote every N RL steps (0 = by pass rate)
 
   # --- algorithm ----------------------------------------------------------------------------
   c.algo = a = ml_collections.ConfigDict()
@@ -331,6 +338,11 @@ class DataSection:
   answer_key: str = "answer"
   solution_key: str = ""
   answer_fn: str = ""
+  curriculum_stages: tuple[int | tuple[int, ...], ...] = ()
+  curriculum_promote_at: float = 0.8
+  curriculum_min_steps: int = 10
+  curriculum_decay: float = 0.9
+  curriculum_steps_per_stage: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -642,7 +654,19 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _positive("data.train_size", d.get("train_size", 0), True)
   _positive("data.max_prompt_len", d.get("max_prompt_len", 0), True)
   _positive("data.max_seq_len", d.get("max_seq_len", 0), True)
-  data = _fields(DataSection, d, "data", difficulty=difficulty,
+  stages = _curriculum_stages(d)
+  _check(0 < d.get("curriculum_promote_at", 0.8) <= 1, "data.curriculum_promote_at",
+         d.get("curriculum_promote_at"), "must be in (0, 1] (a pass rate)")
+  _check(isinstance(d.get("curriculum_min_steps", 10), int) and d.get("curriculum_min_steps", 10)
+         >= 1, "data.curriculum_min_steps", d.get("curriculum_min_steps"),
+         "must be an integer >= 1")
+  _check(0 <= d.get("curriculum_decay", 0.9) < 1, "data.curriculum_decay",
+         d.get("curriculum_decay"), "must be in [0, 1)")
+  _check(isinstance(d.get("curriculum_steps_per_stage", 0), int)
+         and d.get("curriculum_steps_per_stage", 0) >= 0, "data.curriculum_steps_per_stage",
+         d.get("curriculum_steps_per_stage"),
+         "must be an integer >= 0 (0 = promote by pass rate)")
+  data = _fields(DataSection, d, "data", difficulty=difficulty, curriculum_stages=stages,
                  prompt_format=_enum("data.prompt_format", d.get("prompt_format"), PromptFormat))
   if data.tokenizer == "task":
     _check(model_config.vocab_size >= 512, "model.vocab_size", model_config.vocab_size,
@@ -651,6 +675,11 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   # algorithm
   a = dict(_section(cfg, "algo"))
   name = _enum("algo.name", a.get("name"), Algorithm)
+  _check(not stages or (name not in OFFLINE_ALGORITHMS and name not in PREFERENCE_ALGORITHMS),
+         "data.curriculum_stages", stages,
+         f"a curriculum schedules the prompts of the RL loop; algo.name={name.value!r} has none: "
+         "use an RL algorithm (grpo, dr_grpo, dapo, gspo, cispo, rloo, reinforce_pp, "
+         "reinforce_pp_baseline, remax, ppo, rejection_sft) or set data.curriculum_stages=()")
   _positive("algo.batch_size", a.get("batch_size", 0), True)
   _positive("algo.group_size", a.get("group_size", 0), True)
   bs, g = a["batch_size"], a["group_size"]
@@ -691,13 +720,15 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
     _check(algo.estimator is core.AdvantageEstimator.GAE, "algo.estimator", algo.estimator.value,
            "PPO needs the 'gae' estimator (it trains a value network)")
     _check(model.value_head, "model.value_head", model.value_head, "PPO needs model.value_head=True")
-  elif name is not Algorithm.SFT:
+  elif name not in (Algorithm.SFT, Algorithm.REJECTION_SFT):
     _check(algo.estimator is not core.AdvantageEstimator.GAE, "algo.estimator", "gae",
            "'gae' needs a value network: use algo.name='ppo'")
   group_estimators = (core.AdvantageEstimator.GRPO, core.AdvantageEstimator.DR_GRPO,
                       core.AdvantageEstimator.RLOO, core.AdvantageEstimator.GRPO_PASSK,
                       core.AdvantageEstimator.OPO, core.AdvantageEstimator.REINFORCE_PP_BASELINE)
-  if name not in OFFLINE_ALGORITHMS and algo.group_size < 2:
+  if name is Algorithm.REJECTION_SFT:
+    _check_rejection_sft(algo)
+  elif name not in OFFLINE_ALGORITHMS and algo.group_size < 2:
     _check(algo.estimator not in group_estimators, "algo.group_size", algo.group_size,
            f"estimator {algo.estimator.value!r} compares samples within a group: every advantage "
            "would be 0 with one sample per prompt; set algo.group_size >= 2")
@@ -715,7 +746,8 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
            algo.estimator.value, "ReMax uses the 'remax' estimator (greedy-rollout baseline)")
   _non_negative("algo.laser_alpha", algo.laser_alpha)
   if algo.laser_alpha > 0:
-    _check(name not in (Algorithm.SFT, Algorithm.PPO), "algo.laser_alpha", algo.laser_alpha,
+    _check(name not in (Algorithm.SFT, Algorithm.PPO, Algorithm.REJECTION_SFT), "algo.laser_alpha",
+           algo.laser_alpha,
            "LaSeR's auxiliary loss trains with the GRPO-family update; set it to 0 for "
            f"algo.name={name.value!r}")
     _positive("algo.laser_beta", algo.laser_beta)
@@ -799,6 +831,50 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
                    warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging,
                    mesh=mesh, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
                                                  int(cfg["num_steps"])))
+
+
+def _check_rejection_sft(algo: AlgoSection) -> None:
+  """rejection_sft takes one plain SFT step per sampling round on the verified samples: the
+  policy-gradient fields (filters, KL, several epochs / minibatches) have no meaning there."""
+  why = "rejection_sft takes one SFT step on the verified samples of each round"
+  _check(algo.filter is FilterKind.NONE, "algo.filter", algo.filter.value,
+         f"{why}, keeping every sample with score >= 1 itself; set algo.filter='none'")
+  _check(algo.kl_placement is KLPlacement.NONE or algo.beta == 0, "algo.kl_placement",
+         algo.kl_placement.value, f"{why} and has no KL term; set algo.kl_placement='none' and "
+         "algo.beta=0 (rlx.config.apply_algorithm(cfg, 'rejection_sft') does)")
+  _check(not algo.adaptive_kl, "algo.adaptive_kl", True, f"{why} and has no KL term to adapt")
+  for field in ("epochs", "minibatches"):
+    _check(getattr(algo, field) == 1, f"algo.{field}", getattr(algo, field),
+           f"{why}: set algo.{field}=1 (algo.micro_batch_size splits the step into micro-batches)")
+
+
+def _curriculum_stages(d) -> tuple[int | tuple[int, ...], ...]:
+  """``data.curriculum_stages`` as a tuple of difficulties (an int, or a tuple of ints drawn from
+  per example), each checked against the task like ``data.difficulty``; only task data has
+  difficulties to schedule."""
+  stages = d.get("curriculum_stages") or ()
+  _check(isinstance(stages, (list, tuple)), "data.curriculum_stages", stages,
+         "must be a tuple of difficulties, each an int or a tuple of ints (() = off)")
+  if not stages:
+    return ()
+  _check(d.get("source") == "task", "data.curriculum_stages", stages,
+         f"a curriculum schedules task difficulties: needs data.source='task' (is "
+         f"{d.get('source')!r}); set data.curriculum_stages=() for file data")
+  from rlx.data import get_task
+  task = get_task(d["task"])
+  out = []
+  for stage in stages:
+    levels = tuple(stage) if isinstance(stage, (list, tuple)) else (stage,)
+    _check(len(levels) > 0 and all(isinstance(x, int) and not isinstance(x, bool)
+                                   for x in levels), "data.curriculum_stages", stages,
+           f"stage {stage!r}: each stage is a difficulty (an int) or a non-empty tuple of ints")
+    for level in levels:
+      try:
+        task.check_difficulty(level)
+      except ValueError as e:
+        raise ConfigError(f"config.data.curriculum_stages={stages!r}: {e}") from None
+    out.append(levels if isinstance(stage, (list, tuple)) else int(stage))
+  return tuple(out)
 
 
 def _pref_section(p, name: Algorithm, data: DataSection, algo: AlgoSection,
@@ -917,6 +993,8 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
     "dpo": dict(kl_placement="none", beta=0.0),
     "rm": dict(kl_placement="none", beta=0.0),
     "iterative_dpo": dict(kl_placement="none", beta=0.0),
+    # Rejection-sampling SFT (rlx.runtime.phases.rejection_sft): no KL, no policy-gradient loss.
+    "rejection_sft": dict(kl_placement="none", beta=0.0),
 }
 
 

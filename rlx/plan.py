@@ -41,7 +41,7 @@ def plan(run, *, compile: bool = True) -> dict:
   import jax.numpy as jnp
 
   from rlx import models
-  from rlx.algorithms import grpo, ppo, sft
+  from rlx.algorithms import grpo, laser, ppo, sft
   from rlx.config import Algorithm
   from rlx.runtime import mesh as mesh_lib
   from rlx.optim import init_train_state, make_optimizer
@@ -87,21 +87,27 @@ def plan(run, *, compile: bool = True) -> dict:
     sampling_copy = per(params, layout.sampling_shardings(params))
   out["sampling_params_copy"] = sampling_copy
 
-  # The update's batch.
+  # The update's batch: the typed struct the update takes (its rows fields split over
+  # data × fsdp, as ``Layout.shardings_for`` reads them).
   b, t = algo.batch_size, run.sampling.max_new_tokens
   s = (run.data.max_seq_len if is_sft else run.data.max_prompt_len + t)
   sds = jax.ShapeDtypeStruct
+  spec = grpo.GRPOSpec.from_config(algo, run.model.logprob_chunk, config.vocab_size)
   if is_sft:
-    batch = {"tokens": sds((b, s), jnp.int32), "mask": sds((b, s), jnp.float32),
-             "loss_mask": sds((b, s), jnp.float32)}
+    batch = sft.SFTBatch(tokens=sds((b, s), jnp.int32), mask=sds((b, s), jnp.float32),
+                         loss_mask=sds((b, s), jnp.float32))
   else:
     f = lambda: sds((b, t), jnp.float32)
+    # Auxiliary-loss plug-ins read per-row inputs (LaSeR: target, weight, c_ref, each [B]).
+    aux = {k: sds((b,), jnp.float32) for a in spec.aux
+           for k in ("laser_target", "laser_weight", "laser_c_ref")
+           if isinstance(a, laser.LaserSpec)}
     batch = grpo.TrainBatch(tokens=sds((b, s), jnp.int32), attention_mask=sds((b, s), jnp.float32),
                             loss_mask=f(), old_logprobs=f(), ref_logprobs=f(), advantages=f(),
-                            importance_weights=f())
+                            importance_weights=f(), aux=aux)
     if is_ppo:
       batch = ppo.PPOBatch(policy=batch, old_values=f(), returns=f())
-  out["batch"] = per(batch, layout.batch_shardings(batch))
+  out["batch"] = per(batch, layout.shardings_for(batch))
   out["planned_update_arguments"] = out["train_state"] + out["batch"]
 
   # Sampler KV cache: rows split over data × fsdp, kv heads over tensor (float32 cache).
@@ -116,11 +122,10 @@ def plan(run, *, compile: bool = True) -> dict:
   out["planned_total_persistent"] = (out["train_state"] + ref + sampling_copy + out["batch"])
 
   if compile:
-    spec = grpo.GRPOSpec.from_config(algo, run.model.logprob_chunk, config.vocab_size)
     if is_sft:
       update = sft.make_sft_update(graphdef, config, opt, micro_batch_size=algo.micro_batch,
                                    chunk_size=run.model.logprob_chunk, layout=layout)
-      hp = {"lr": jnp.float32(run.optim.learning_rate)}
+      hp = sft.SFTHyper(lr=jnp.float32(run.optim.learning_rate))
     elif is_ppo:
       update = ppo.make_ppo_update(graphdef, value_graphdef, config, opt, spec, layout=layout)
       hp = grpo.hyper_from_config(algo, run.optim.learning_rate, run.sampling.temperature)

@@ -125,3 +125,54 @@ def test_settings_that_would_fail_or_train_nothing_are_rejected(overrides, field
     cfg[section][name] = value
   with pytest.raises(rlx_config.ConfigError, match=field.replace(".", r"\.")):
     rlx_config.validate(cfg, check_paths=False)
+
+
+def test_curriculum_is_off_by_default_and_stages_are_normalised():
+  assert rlx_config.validate(load("grpo")).data.curriculum_stages == ()
+  cfg = load("grpo")
+  cfg.data.curriculum_stages = (1, [2, 3], (4,))
+  data = rlx_config.validate(cfg).data
+  assert data.curriculum_stages == (1, (2, 3), (4,))
+  assert (data.curriculum_promote_at, data.curriculum_min_steps, data.curriculum_decay,
+          data.curriculum_steps_per_stage) == (0.8, 10, 0.9, 0)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(data__curriculum_stages=(1, 2, 21)),
+     r"config\.data\.curriculum_stages=\(1, 2, 21\): calculation: difficulty 21 outside \[1, 20\]"),
+    (dict(data__curriculum_stages=(1, (2, 0))), r"config\.data\.curriculum_stages=.*outside"),
+    (dict(data__curriculum_stages=(1, ())),
+     r"config\.data\.curriculum_stages=\(1, \(\)\): stage \(\): each stage is a difficulty"),
+    (dict(data__curriculum_stages=(1, "2")), r"config\.data\.curriculum_stages=.*stage '2'"),
+    (dict(data__curriculum_stages=(1, 2), algo__name="sft"),
+     r"config\.data\.curriculum_stages=\(1, 2\): a curriculum schedules the prompts of the RL "
+     r"loop; algo\.name='sft' has none"),
+    (dict(data__curriculum_stages=(1, 2), algo__name="dpo"), r"algo\.name='dpo' has none"),
+    (dict(data__curriculum_stages=(1, 2), algo__name="iterative_dpo"),
+     r"algo\.name='iterative_dpo' has none"),
+    (dict(data__curriculum_promote_at=0.0), r"config\.data\.curriculum_promote_at=0\.0: must be "
+     r"in \(0, 1\]"),
+    (dict(data__curriculum_promote_at=1.5), r"config\.data\.curriculum_promote_at=1\.5"),
+    (dict(data__curriculum_min_steps=0),
+     r"config\.data\.curriculum_min_steps=0: must be an integer >= 1"),
+    (dict(data__curriculum_decay=1.0), r"config\.data\.curriculum_decay=1\.0: must be in \[0, 1\)"),
+    (dict(data__curriculum_steps_per_stage=-1),
+     r"config\.data\.curriculum_steps_per_stage=-1: must be an integer >= 0"),
+])
+def test_bad_curriculum_fails_with_field_value_and_fix(changes, message):
+  with pytest.raises(rlx_config.ConfigError, match=message):
+    rlx_config.validate(bad(**changes))
+
+
+def test_curriculum_needs_task_data():
+  cfg = load("grpo")
+  cfg.data.source = "jsonl"
+  cfg.data.path = "/data/train.jsonl"
+  cfg.rewards.name = "exact_match"
+  cfg.data.curriculum_stages = (1, 2)
+  with pytest.raises(rlx_config.ConfigError,
+                     match=r"config\.data\.curriculum_stages=\(1, 2\): .*needs "
+                           r"data\.source='task' \(is 'jsonl'\)"):
+    rlx_config.validate(cfg, check_paths=False)
+  cfg.data.curriculum_stages = ()
+  assert rlx_config.validate(cfg, check_paths=False).data.curriculum_stages == ()

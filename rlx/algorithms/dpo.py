@@ -30,7 +30,7 @@ coefficients) are traced :class:`PrefHyper` values — changing them never recom
 from __future__ import annotations
 
 import dataclasses
-import functools
+from typing import Any
 
 import flax
 import jax
@@ -39,8 +39,10 @@ import numpy as np
 
 from rlx import core
 from rlx import models
-from rlx.algorithms.common import (accumulate_gradients, make_weighted_step, split_micro,
-                                  target_logprobs)
+from rlx.algorithms import learner
+from rlx.algorithms.common import target_logprobs
+from rlx.algorithms.learner import split_micro
+from rlx.algorithms.trajectory import rows
 from rlx.optim import OptimizerDef
 
 Loss = core.PreferenceLoss
@@ -57,16 +59,16 @@ class PairBatch:
   weight: ``[B]`` 1 on real pairs, 0 on padding rows.
   """
 
-  chosen_tokens: jax.Array
-  chosen_mask: jax.Array
-  chosen_loss_mask: jax.Array
-  rejected_tokens: jax.Array
-  rejected_mask: jax.Array
-  rejected_loss_mask: jax.Array
-  ref_chosen: jax.Array
-  ref_rejected: jax.Array
-  margin: jax.Array
-  weight: jax.Array
+  chosen_tokens: jax.Array = rows()
+  chosen_mask: jax.Array = rows()
+  chosen_loss_mask: jax.Array = rows()
+  rejected_tokens: jax.Array = rows()
+  rejected_mask: jax.Array = rows()
+  rejected_loss_mask: jax.Array = rows()
+  ref_chosen: jax.Array = rows()
+  ref_rejected: jax.Array = rows()
+  margin: jax.Array = rows()
+  weight: jax.Array = rows()
 
   @classmethod
   def create(cls, arrays: dict, ref_chosen=None, ref_rejected=None) -> "PairBatch":
@@ -94,16 +96,16 @@ class UnpairedBatch:
   reference sequence log-probs. desirable: ``[B]`` 1/0. weight: ``[B]`` 1 on real rows.
   """
 
-  tokens: jax.Array
-  mask: jax.Array
-  loss_mask: jax.Array
-  kl_tokens: jax.Array
-  kl_mask: jax.Array
-  kl_loss_mask: jax.Array
-  ref: jax.Array
-  ref_kl: jax.Array
-  desirable: jax.Array
-  weight: jax.Array
+  tokens: jax.Array = rows()
+  mask: jax.Array = rows()
+  loss_mask: jax.Array = rows()
+  kl_tokens: jax.Array = rows()
+  kl_mask: jax.Array = rows()
+  kl_loss_mask: jax.Array = rows()
+  ref: jax.Array = rows()
+  ref_kl: jax.Array = rows()
+  desirable: jax.Array = rows()
+  weight: jax.Array = rows()
 
   @classmethod
   def create(cls, arrays: dict, ref=None, ref_kl=None) -> "UnpairedBatch":
@@ -226,7 +228,7 @@ def make_reference_logps(graphdef, config: models.ModelConfig, chunk_size: int =
   fn = lambda params, batch: reference_logps(graphdef, params, config, batch,
                                              chunk_size=chunk_size)
   if layout is not None:
-    return layout.jit(fn, ("tree", "batch"), ("batch", "batch"))
+    return layout.jit(fn)
   return jax.jit(fn)
 
 
@@ -339,24 +341,39 @@ def finalize_metrics(sums: dict, paired: bool = True) -> dict:
 # The update.
 
 
-def _loss_fn(graphdef, config, spec: PrefSpec, params, batch, hp: PrefHyper):
-  """The micro-batch loss of ``spec`` bound to this batch's global denominator (and z_ref)."""
-  denominator = jnp.maximum(jnp.sum(batch.weight), 1e-8)
-  kw = dict(graphdef=graphdef, config=config, spec=spec)
-  if spec.paired:
-    return functools.partial(pair_micro_loss, hp=hp, denominator=denominator, **kw), {}
-  z_ref = kto_reference(graphdef, params, config, batch, chunk_size=spec.chunk_size,
-                        micro_batch_size=spec.micro_batch_size)
-  return (functools.partial(kto_micro_loss, hp=hp, denominator=denominator, z_ref=z_ref, **kw),
-          {"kl": z_ref})
+@dataclasses.dataclass(frozen=True)
+class PreferenceObjective:
+  """The spec's preference loss for the learner: the mean over real pairs (or KTO examples),
+  ``Σ_b w_b·loss_b / Σ_b w_b``; KTO's ``z_ref`` is taken over the whole minibatch first."""
 
+  graphdef: Any
+  config: models.ModelConfig
+  spec: PrefSpec
+  trains_value = False
 
-def preference_gradients(graphdef, params, batch, hp: PrefHyper, *, config, spec: PrefSpec):
-  """``(grads, metrics)`` of the batch's mean preference loss, accumulated over micro-batches."""
-  loss_fn, extra = _loss_fn(graphdef, config, spec, params, batch, hp)
-  grads, sums = accumulate_gradients(loss_fn, params, batch,
-                                     spec.micro_batch_size)
-  return grads, {**finalize_metrics(sums, spec.paired), **extra}
+  def begin(self, params, batch, hp: PrefHyper):
+    denominator = jnp.maximum(jnp.sum(batch.weight), 1e-8)
+    if self.spec.paired:
+      return batch, (denominator, None), {}
+    z_ref = kto_reference(self.graphdef, params, self.config, batch,
+                          chunk_size=self.spec.chunk_size,
+                          micro_batch_size=self.spec.micro_batch_size)
+    return batch, (denominator, z_ref), {"kl": z_ref}
+
+  def loss(self, params, mb, context, hp: PrefHyper):
+    denominator, z_ref = context
+    kw = dict(graphdef=self.graphdef, config=self.config, spec=self.spec)
+    if self.spec.paired:
+      share, sums = pair_micro_loss(params, mb, hp, denominator, **kw)
+    else:
+      share, sums = kto_micro_loss(params, mb, hp, denominator, z_ref, **kw)
+    return share, (sums, {}, 0.0)
+
+  def weight(self, batch):
+    return jnp.sum(batch.weight)
+
+  def finalize(self, metrics: dict) -> dict:
+    return finalize_metrics(metrics, self.spec.paired)
 
 
 def make_preference_update(graphdef, config: models.ModelConfig, opt: OptimizerDef,
@@ -364,26 +381,26 @@ def make_preference_update(graphdef, config: models.ModelConfig, opt: OptimizerD
   """The compiled update ``(state, batch, hyper) -> (state, metrics)``; state donated.
 
   ``batch`` is a :class:`PairBatch` (or an :class:`UnpairedBatch` for KTO) whose reference
-  log-probs are filled in. One optimizer step per call; skipped (params and optimizer state
-  unchanged) when the batch holds no real pair.
+  log-probs are filled in. The one learner (``rlx.algorithms.learner``) with
+  :class:`PreferenceObjective`: one optimizer step per call, micro-batched exactly; skipped
+  (params and optimizer state unchanged) when the batch holds no real pair.
   """
-
-  return make_weighted_step(
-      lambda params, batch, hp: preference_gradients(graphdef, params, batch, hp, config=config,
-                                                     spec=spec), opt, layout)
+  return learner.make_update(PreferenceObjective(graphdef, config, spec), opt,
+                             learner.LearnerSpec(micro_batch_size=spec.micro_batch_size), layout)
 
 
 def make_preference_metrics(graphdef, config: models.ModelConfig, spec: PrefSpec, layout=None):
   """Compiled ``(params, batch, hyper) -> sums`` without gradients (held-out evaluation): the
   weighted metric sums of one batch (add them over batches, then :func:`finalize_metrics`).
   KTO's ``z_ref`` is taken over this batch."""
+  objective = PreferenceObjective(graphdef, config, spec)
 
   def metrics(params, batch, hp: PrefHyper):
-    loss_fn, _ = _loss_fn(graphdef, config, spec, params, batch, hp)
-    return loss_fn(params, batch)[1]
+    batch, context, _ = objective.begin(params, batch, hp)
+    return objective.loss(params, batch, context, hp)[1][0]
 
   if layout is not None:
-    return layout.jit(metrics, ("tree", "batch", "replicated"), "replicated")
+    return layout.jit(metrics)
   return jax.jit(metrics)
 
 

@@ -104,13 +104,49 @@ def f1_metrics(r_s: jax.Array, r_v: jax.Array, rows: jax.Array) -> dict[str, jax
 
 @dataclasses.dataclass(frozen=True)
 class LaserSpec:
-  """Static LaSeR settings: the token ``z``, whether ``c_ref`` comes from the reference model,
-  whether advantages are mixed, the vocabulary chunk."""
+  """LaSeR as an auxiliary-loss plug-in of the policy objective (``rlx.algorithms.grpo.AuxLoss``)
+  and its static settings: the token ``z``, whether ``c_ref`` comes from the reference model,
+  whether advantages are mixed, the vocabulary chunk. Its inputs live in ``TrainBatch.aux``
+  (``laser_target``, ``laser_weight``, ``laser_c_ref``, filled by :func:`make_laser_prepare`);
+  its coefficients in ``Hyper.aux`` (``laser/coef`` = α, ``laser/beta`` = β_v)."""
 
   token: int
   ref_baseline: bool = True
   mix: bool = False
   chunk_size: int = 4096
+  name: str = "laser"
+
+  def begin(self, minibatch):
+    """LaSeR's loss is a mean over the minibatch's rows: fold ``1/rows`` into the weights, so
+    that the micro-batch terms add up to it exactly."""
+    b = minibatch.loss_mask.shape[0]
+    return minibatch.replace(aux={**minibatch.aux,
+                                  "laser_weight": minibatch.aux["laser_weight"] / b})
+
+  def term(self, hidden, mb, params, config: models.ModelConfig, hp):
+    return aux_term(hidden, mb, params, config, self, hp.aux["laser/beta"])
+
+
+def aux_from_config(algo, chunk_size: int = 4096, vocab_size: int | None = None
+                    ) -> LaserSpec | None:
+  """LaSeR's plug-in (None when ``algo.laser_alpha == 0``); ``laser_token = -1`` is the last
+  vocabulary id (a token the task vocabulary never emits in solutions)."""
+  if algo.laser_alpha <= 0:
+    return None
+  token = algo.laser_token
+  if token < 0:
+    if vocab_size is None:
+      raise ValueError("laser_token=-1 needs the vocabulary size")
+    token = vocab_size - 1
+  return LaserSpec(token=int(token), ref_baseline=algo.laser_ref, mix=algo.laser_tau > 0,
+                   chunk_size=chunk_size)
+
+
+def hyper_from_config(algo) -> dict[str, float]:
+  """LaSeR's traced coefficients in ``Hyper.aux`` (empty when off)."""
+  if algo.laser_alpha <= 0:
+    return {}
+  return {"laser/coef": algo.laser_alpha, "laser/beta": algo.laser_beta}
 
 
 @flax.struct.dataclass
@@ -130,7 +166,7 @@ def make_laser_prepare(graphdef, config: models.ModelConfig, spec: LaserSpec):
   """Compiled ``(params, ref_params, batch, r_v, finished, group_ids, hp) -> (batch, metrics)``.
 
   Adds ``laser_target`` (``r_v``), ``laser_weight`` (``w·1[finished]``, 0 on padding rows) and
-  ``laser_c_ref`` to a ``TrainBatch`` and, with ``spec.mix``, mixes its advantages. ``r_s`` is
+  ``laser_c_ref`` to a ``TrainBatch``'s ``aux`` and, with ``spec.mix``, mixes its advantages. ``r_s`` is
   measured under ``params`` (the policy that sampled the batch): its F1 against ``r_v`` on these
   not-yet-trained-on samples is the logged self-verification score.
   """
@@ -153,8 +189,9 @@ def make_laser_prepare(graphdef, config: models.ModelConfig, spec: LaserSpec):
                                  row_mask=valid)[0]
       adv, mixed = mix_advantages(adv, a_s, r_s, group_ids, hp.tau)
       metrics["laser/mixed_fraction"] = jnp.sum(mixed * valid) / jnp.maximum(jnp.sum(valid), 1)
-    batch = batch.replace(advantages=adv, laser_target=r_v, laser_weight=weights,
-                          laser_c_ref=jax.lax.stop_gradient(c_ref))
+    batch = batch.replace(advantages=adv, aux={
+        **batch.aux, "laser_target": r_v, "laser_weight": weights,
+        "laser_c_ref": jax.lax.stop_gradient(c_ref)})
     return batch, metrics
 
   return prepare
@@ -165,5 +202,5 @@ def aux_term(hidden, mb, params, config: models.ModelConfig, spec: LaserSpec, be
   the minibatch's row count, so micro-batch terms add up to the minibatch mean)."""
   lp = token_logprob_after(hidden, mb.attention_mask, unembed_matrix(params, config), spec.token,
                            config, spec.chunk_size)
-  r_s = beta_v * (lp - mb.laser_c_ref)
-  return jnp.sum(mb.laser_weight * jnp.square(r_s - mb.laser_target))
+  r_s = beta_v * (lp - mb.aux["laser_c_ref"])
+  return jnp.sum(mb.aux["laser_weight"] * jnp.square(r_s - mb.aux["laser_target"]))

@@ -4,13 +4,14 @@ The policy part is the GRPO family's (``grpo.micro_loss``: policy loss × KL pla
 aggregation); PPO adds the clipped value loss (docs/algorithms.md §6) of a separate value network
 (``rlx.models.ValueModel``, its own optimizer state) and the GAE advantages of §2, over token
 rewards (the scalar reward on the last token, minus β·kl when the KL is in the reward; dense
-``token_rewards`` are supported). Same update structure: epochs × minibatches × micro-batches in
+``token_rewards`` of the trajectory reach GAE). Same update structure: epochs × minibatches × micro-batches in
 one compiled function, exact global normalisation, traced hyper-parameters.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+from typing import Any
 
 import flax
 import jax
@@ -18,11 +19,13 @@ import jax.numpy as jnp
 
 from rlx import core
 from rlx import models
+from rlx.algorithms import learner
 from rlx.algorithms.common import positions_from_mask
-from rlx.algorithms.grpo import (GRPOSpec, Hyper, PrepareHyper, PrepareSpec, TrainBatch,
-                                 minibatch_gradients, micro_loss, reference_kl,
-                                 target_logprobs)
-from rlx.optim import OptimizerDef, TrainState, apply_updates
+from rlx.algorithms.grpo import (GRPOSpec, Hyper, PolicyObjective, PrepareHyper, PrepareSpec,
+                                 TrainBatch, advantage_inputs, rollout_logprobs, rollout_metrics,
+                                 sequences, shaped_token_rewards)
+from rlx.algorithms.trajectory import Trajectory, rows
+from rlx.optim import OptimizerDef
 
 
 @flax.struct.dataclass
@@ -30,8 +33,8 @@ class PPOBatch:
   """A :class:`TrainBatch` plus the rollout-time values and the GAE returns, ``[B,T]``."""
 
   policy: TrainBatch
-  old_values: jax.Array
-  returns: jax.Array
+  old_values: jax.Array = rows()
+  returns: jax.Array = rows()
 
 
 def completion_values(value_graphdef, value_params, tokens, attention_mask, num_targets):
@@ -42,99 +45,71 @@ def completion_values(value_graphdef, value_params, tokens, attention_mask, num_
   return v[:, s - num_targets - 1:s - 1]
 
 
-def ppo_micro_loss(params, mb: PPOBatch, denominator, hp: Hyper, *, graphdef, value_graphdef,
-                   config, spec: GRPOSpec):
-  policy_params, value_params = params
-  loss, (parts, metrics, n_tok) = micro_loss(policy_params, mb.policy, denominator, hp,
-                                             graphdef=graphdef, config=config, spec=spec)
-  m = mb.policy.loss_mask
-  values = completion_values(value_graphdef, value_params, mb.policy.tokens,
-                             mb.policy.attention_mask, m.shape[1])
-  vl, vmetrics = core.value_loss(values, mb.old_values, mb.returns, m, clip=hp.vf_clip)
-  v_term = core.aggregation_numerator(vl, m, spec.aggregation) / denominator
-  loss = loss + hp.value_coef * v_term
-  parts = {**parts, "loss/value": v_term, "loss/total": loss}
-  return loss, (parts, {**metrics, **vmetrics}, n_tok)
+@dataclasses.dataclass(frozen=True)
+class PPOObjective:
+  """The policy objective plus the critic's clipped value loss (docs/algorithms.md §6), same
+  aggregation and denominator; trains ``(params, value_params)``."""
+
+  policy: PolicyObjective
+  value_graphdef: Any
+  trains_value = True
+
+  def begin(self, params, minibatch: PPOBatch, hp: Hyper):
+    policy, denominator, extra = self.policy.begin(params[0], minibatch.policy, hp)
+    return minibatch.replace(policy=policy), denominator, extra
+
+  def loss(self, params, mb: PPOBatch, denominator, hp: Hyper):
+    policy_params, value_params = params
+    loss, (sums, means, n_tok) = self.policy.loss(policy_params, mb.policy, denominator, hp)
+    m = mb.policy.loss_mask
+    values = completion_values(self.value_graphdef, value_params, mb.policy.tokens,
+                               mb.policy.attention_mask, m.shape[1])
+    vl, vmetrics = core.value_loss(values, mb.old_values, mb.returns, m, clip=hp.vf_clip)
+    v_term = core.aggregation_numerator(vl, m, self.policy.spec.aggregation) / denominator
+    loss = loss + hp.value_coef * v_term
+    return loss, ({**sums, "loss/value": v_term, "loss/total": loss}, {**means, **vmetrics},
+                  n_tok)
+
+  def weight(self, minibatch: PPOBatch):
+    return self.policy.weight(minibatch.policy)
+
+  def finalize(self, metrics: dict) -> dict:
+    return metrics
 
 
 def make_ppo_update(graphdef, value_graphdef, config: models.ModelConfig, opt: OptimizerDef,
                     spec: GRPOSpec, layout=None):
   """Compiled ``(state, batch: PPOBatch, hyper) -> (state, metrics)``; ``state.value_params``
-  and ``state.value_opt_state`` hold the critic. State donated. ``layout``: explicit shardings,
-  as in ``rlx.algorithms.grpo.make_grpo_update``."""
-  loss_fn = functools.partial(ppo_micro_loss, graphdef=graphdef, value_graphdef=value_graphdef,
-                              config=config, spec=spec)
-
-  def update(state: TrainState, batch: PPOBatch, hp: Hyper):
-    b = batch.old_values.shape[0]
-    mb_size = b // spec.minibatches
-    rng, shuffle_key = jax.random.split(state.rng)
-    order = jax.vmap(lambda k: jax.random.permutation(k, b))(
-        jax.random.split(shuffle_key, spec.epochs)) if spec.minibatches > 1 else jnp.broadcast_to(
-            jnp.arange(b), (spec.epochs, b))
-    order = order.reshape(spec.epochs * spec.minibatches, mb_size)
-
-    def opt_step(carry, ids):
-      params, value_params, opt_state, value_opt_state, step = carry
-      minibatch = jax.tree.map(lambda x: jnp.take(x, ids, axis=0), batch)
-      (g, vg), metrics = minibatch_gradients((params, value_params), minibatch, hp,
-                                             graphdef=graphdef, config=config, spec=spec,
-                                             loss_fn=loss_fn)
-      active = jnp.sum(minibatch.policy.loss_mask) > 0  # not a minibatch of padding rows only
-      params, opt_state, om = apply_updates(opt, params, opt_state, g, step, hp.lr, active)
-      value_params, value_opt_state, vom = apply_updates(opt, value_params, value_opt_state, vg,
-                                                         step, hp.lr, active)
-      metrics = {**metrics, **om, "value_grad_norm": vom["grad_norm"]}
-      return (params, value_params, opt_state, value_opt_state, step + 1), metrics
-
-    carry = (state.params, state.value_params, state.opt_state, state.value_opt_state, state.step)
-    (params, value_params, opt_state, value_opt_state, step), metrics = jax.lax.scan(
-        opt_step, carry, order)
-    metrics = {k: (jnp.min(v) if k.endswith("_min") else jnp.max(v) if k.endswith("_max")
-                   else jnp.mean(v)) for k, v in metrics.items()}
-    return state.replace(params=params, value_params=value_params, opt_state=opt_state,
-                         value_opt_state=value_opt_state, step=step, rng=rng), metrics
-
-  if layout is not None:
-    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
-                      donate_argnums=0)
-  return jax.jit(update, donate_argnums=0)
+  and ``state.value_opt_state`` hold the critic. The one learner with :class:`PPOObjective`;
+  state donated; ``layout``: explicit shardings read off the types."""
+  objective = PPOObjective(PolicyObjective(graphdef, config, spec), value_graphdef)
+  return learner.make_update(objective, opt, spec.learner, layout)
 
 
 def make_ppo_prepare(graphdef, value_graphdef, config: models.ModelConfig, spec: PrepareSpec,
                      layout=None):
-  """Compiled batch preparation for PPO: old / ref log-probs, values, KL-shaped token rewards,
-  GAE advantages (whitened) and returns. ``token_rewards`` (dense, ``[B,T]``) are added to the
-  scalar reward placed on the last token. ``layout``: explicit shardings (see
-  ``rlx.algorithms.grpo.make_prepare``)."""
+  """Compiled ``(params, ref_params, value_params, traj: Trajectory, hp) -> (PPOBatch,
+  metrics)``: old / ref log-probs, values, token rewards (the scalar reward on the last token
+  plus the trajectory's dense ``token_rewards``, minus ``β·kl`` when the KL is in the reward),
+  GAE advantages (whitened over trained tokens) and returns (``core.compute_advantages``)."""
 
-  def prepare(params, ref_params, value_params, prompt_tokens, prompt_mask, completion_tokens,
-              completion_mask, loss_mask, sampler_logprobs, rewards, token_rewards,
-              hp: PrepareHyper, lam):
-    tokens = jnp.concatenate([prompt_tokens, completion_tokens], axis=1).astype(jnp.int32)
-    attn = jnp.concatenate([prompt_mask, completion_mask], axis=1).astype(jnp.float32)
-    t = completion_tokens.shape[1]
-    m = loss_mask.astype(jnp.float32)
-    logp = lambda p: target_logprobs(graphdef, p, config, tokens, attn, t, hp.temperature,
-                                     chunk_size=spec.chunk_size)
-    old = jax.lax.stop_gradient(logp(params))
-    ref = jax.lax.stop_gradient(logp(ref_params)) if spec.use_reference else old
+  def prepare(params, ref_params, value_params, traj: Trajectory, hp: PrepareHyper):
+    tokens, attn, m = sequences(traj)
+    t = m.shape[1]
+    old, ref = rollout_logprobs(graphdef, config, spec, params, ref_params, tokens, attn, t, hp)
     values = completion_values(value_graphdef, value_params, tokens, attn, t) * m
-    r = jnp.asarray(rewards, jnp.float32)
-    token_r = core.scalar_to_token_rewards(r, m) + jnp.asarray(token_rewards, jnp.float32) * m
-    metrics = {"reward/mean": jnp.mean(r)}
-    token_r, _, kl_metrics = reference_kl(spec, old, ref, token_r, m, hp)
-    metrics.update(kl_metrics)
-    adv, returns = core.gae_advantages(token_r, values, m, hp.gamma, lam)
-    metrics["advantage/mean"] = core.masked_mean(adv, m)
+    dense, metrics = shaped_token_rewards(spec, traj, old, ref, m, hp)
+    adv, returns = core.compute_advantages(
+        core.AdvantageEstimator.GAE, advantage_inputs(traj, dense, m, values=values),
+        core.AdvantageHyper(eps=hp.adv_eps, gamma=hp.gamma, lam=hp.lam))
+    metrics.update(rollout_metrics(traj, adv, m, old))
     metrics["value/mean"] = core.masked_mean(values, m)
-    weights = core.truncated_importance_weights(old, sampler_logprobs, m, hp.tis_cap) \
+    weights = core.truncated_importance_weights(old, traj.sampler_logprobs, m, hp.tis_cap) \
         if spec.tis else jnp.ones_like(m)
     policy = TrainBatch(tokens=tokens, attention_mask=attn, loss_mask=m, old_logprobs=old,
                         ref_logprobs=ref, advantages=adv, importance_weights=weights)
     return PPOBatch(policy=policy, old_values=values, returns=returns), metrics
 
   if layout is not None:
-    return layout.jit(prepare, ("tree",) * 3 + ("batch",) * 8 + ("replicated",) * 2,
-                      ("batch", "replicated"))
+    return layout.jit(prepare)
   return jax.jit(prepare)

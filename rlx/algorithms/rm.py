@@ -19,9 +19,9 @@ the ``reward_model`` reward of ``rlx.rewards`` loads for ``kwargs={"checkpoint":
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +29,8 @@ import numpy as np
 
 from rlx import core
 from rlx import models
+from rlx.algorithms import learner
 from rlx.algorithms.common import positions_from_mask
-from rlx.algorithms.common import accumulate_gradients, make_weighted_step
 from rlx.algorithms.dpo import PairBatch, PrefHyper, finalize_metrics
 from rlx.optim import OptimizerDef
 
@@ -56,21 +56,33 @@ def rm_micro_loss(params, mb: PairBatch, hp: PrefHyper, denominator, *, graphdef
   return jnp.sum(w * loss) / denominator, sums
 
 
-def rm_gradients(graphdef, params, batch: PairBatch, hp: PrefHyper, *, micro_batch_size: int = 0):
-  """``(grads, metrics)`` of the batch's mean Bradley–Terry loss (exact over micro-batches)."""
-  denominator = jnp.maximum(jnp.sum(batch.weight), 1e-8)
-  loss_fn = functools.partial(rm_micro_loss, hp=hp, denominator=denominator, graphdef=graphdef)
-  grads, sums = accumulate_gradients(loss_fn, params, batch,
-                                     micro_batch_size)
-  return grads, finalize_metrics(sums)
+@dataclasses.dataclass(frozen=True)
+class RewardModelObjective:
+  """The Bradley–Terry loss for the learner: the mean over real pairs."""
+
+  graphdef: Any
+  trains_value = False
+
+  def begin(self, params, batch: PairBatch, hp: PrefHyper):
+    return batch, jnp.maximum(jnp.sum(batch.weight), 1e-8), {}
+
+  def loss(self, params, mb: PairBatch, denominator, hp: PrefHyper):
+    share, sums = rm_micro_loss(params, mb, hp, denominator, graphdef=self.graphdef)
+    return share, (sums, {}, 0.0)
+
+  def weight(self, batch: PairBatch):
+    return jnp.sum(batch.weight)
+
+  def finalize(self, metrics: dict) -> dict:
+    return finalize_metrics(metrics)
 
 
 def make_rm_update(graphdef, opt: OptimizerDef, *, micro_batch_size: int = 0, layout=None):
   """Compiled ``(state, batch: PairBatch, hyper: PrefHyper) -> (state, metrics)``; ``state``
-  holds the reward model's parameters; donated."""
-  return make_weighted_step(
-      lambda params, batch, hp: rm_gradients(graphdef, params, batch, hp,
-                                             micro_batch_size=micro_batch_size), opt, layout)
+  holds the reward model's parameters; donated. The one learner with
+  :class:`RewardModelObjective` (one optimizer step per call, micro-batched exactly)."""
+  return learner.make_update(RewardModelObjective(graphdef), opt,
+                             learner.LearnerSpec(micro_batch_size=micro_batch_size), layout)
 
 
 def make_rm_metrics(graphdef, layout=None):
@@ -80,7 +92,7 @@ def make_rm_metrics(graphdef, layout=None):
     return rm_micro_loss(params, batch, hp, 1.0, graphdef=graphdef)[1]
 
   if layout is not None:
-    return layout.jit(metrics, ("tree", "batch", "replicated"), "replicated")
+    return layout.jit(metrics)
   return jax.jit(metrics)
 
 

@@ -9,67 +9,85 @@ summation order).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 
 from rlx import core
 from rlx import models
-from rlx.algorithms.common import accumulate_gradients, target_logprobs
-from rlx.optim import OptimizerDef, TrainState, apply_updates
+from rlx.algorithms import learner
+from rlx.algorithms.common import target_logprobs
+from rlx.algorithms.trajectory import rows
+from rlx.optim import OptimizerDef
 
 TOKEN_MEAN = core.Aggregation.TOKEN_MEAN
 
 
-def sft_batch(tokens, mask, loss_mask) -> dict[str, jax.Array]:
-  """The update's batch: ``tokens [B,S] int32``, ``mask [B,S]`` real tokens, ``loss_mask [B,S]``
-  target tokens (as from ``rlx.data.make_sft_batch``)."""
-  return {"tokens": jnp.asarray(tokens, jnp.int32), "mask": jnp.asarray(mask, jnp.float32),
-          "loss_mask": jnp.asarray(loss_mask, jnp.float32)}
+@flax.struct.dataclass
+class SFTBatch:
+  """tokens: ``[B,S]`` int32. mask: ``[B,S]`` 1 on real tokens. loss_mask: ``[B,S]`` 1 on target
+  tokens (as from ``rlx.data.make_sft_batch``)."""
+
+  tokens: jax.Array = rows()
+  mask: jax.Array = rows()
+  loss_mask: jax.Array = rows()
 
 
-def nll_numerator(graphdef, params, batch, *, config: models.ModelConfig, chunk_size: int):
+@flax.struct.dataclass
+class SFTHyper:
+  lr: jax.Array
+
+
+def sft_batch(tokens, mask, loss_mask) -> SFTBatch:
+  """The update's batch from host arrays."""
+  return SFTBatch(tokens=jnp.asarray(tokens, jnp.int32), mask=jnp.asarray(mask, jnp.float32),
+                  loss_mask=jnp.asarray(loss_mask, jnp.float32))
+
+
+def nll_numerator(graphdef, params, batch: SFTBatch, *, config: models.ModelConfig,
+                  chunk_size: int):
   """``Σ NLL·m`` over the batch's target tokens (the token-mean numerator)."""
-  s = batch["tokens"].shape[1]
-  logp = target_logprobs(graphdef, params, config, batch["tokens"], batch["mask"], s - 1,
+  s = batch.tokens.shape[1]
+  logp = target_logprobs(graphdef, params, config, batch.tokens, batch.mask, s - 1,
                          chunk_size=chunk_size)
-  return core.aggregation_numerator(-logp, batch["loss_mask"][:, 1:], TOKEN_MEAN)
+  return core.aggregation_numerator(-logp, batch.loss_mask[:, 1:], TOKEN_MEAN)
 
 
-def sft_gradients(graphdef, params, batch, *, config: models.ModelConfig, micro_batch_size: int,
-                  chunk_size: int = 4096) -> tuple[jax.Array, Any]:
-  """``(loss, grads)`` of the batch token-mean NLL, accumulated over micro-batches."""
-  denominator = jnp.maximum(
-      core.aggregation_denominator(batch["loss_mask"][:, 1:], TOKEN_MEAN), 1e-8)
+@dataclasses.dataclass(frozen=True)
+class SFTObjective:
+  """Token-mean NLL over the minibatch's target tokens."""
 
-  def share(p, mb):  # this micro-batch's part of the batch mean
-    loss = nll_numerator(graphdef, p, mb, config=config, chunk_size=chunk_size) / denominator
-    return loss, {"loss": loss}
+  graphdef: Any
+  config: models.ModelConfig
+  chunk_size: int = 4096
+  trains_value = False
 
-  grads, sums = accumulate_gradients(share, params, batch, micro_batch_size)
-  return sums["loss"], grads
+  def begin(self, params, minibatch: SFTBatch, hp):
+    denominator = jnp.maximum(
+        core.aggregation_denominator(minibatch.loss_mask[:, 1:], TOKEN_MEAN), 1e-8)
+    return minibatch, denominator, {}
+
+  def loss(self, params, mb: SFTBatch, denominator, hp):
+    share = nll_numerator(self.graphdef, params, mb, config=self.config,
+                          chunk_size=self.chunk_size) / denominator
+    return share, ({"loss": share, "tokens": jnp.sum(mb.loss_mask[:, 1:])}, {}, 0.0)
+
+  def weight(self, minibatch: SFTBatch):
+    return jnp.sum(minibatch.loss_mask[:, 1:])
+
+  def finalize(self, metrics: dict) -> dict:
+    return metrics
 
 
 def make_sft_update(graphdef, config: models.ModelConfig, opt: OptimizerDef, *,
                     micro_batch_size: int, chunk_size: int = 4096, layout=None):
-  """The compiled update ``(state, batch, hparams) -> (state, metrics)``; state donated.
-
-  ``hparams = {"lr": f32 scalar}`` is traced (a new learning rate does not recompile). With
-  ``layout`` (``rlx.runtime.mesh.Layout``): explicit shardings, as in
-  ``rlx.algorithms.grpo.make_grpo_update``.
+  """The compiled update ``(state, batch: SFTBatch, SFTHyper) -> (state, metrics)``; state
+  donated: the one learner (``rlx.algorithms.learner``) with :class:`SFTObjective`, one
+  optimizer step per batch. The learning rate is traced (a new value does not recompile).
+  With ``layout`` (``rlx.runtime.mesh.Layout``): explicit shardings read off the types.
   """
-
-  def update(state: TrainState, batch, hparams):
-    loss, grads = sft_gradients(graphdef, state.params, batch, config=config,
-                                micro_batch_size=min(micro_batch_size, batch["tokens"].shape[0]),
-                                chunk_size=chunk_size)
-    params, opt_state, opt_metrics = apply_updates(opt, state.params, state.opt_state, grads,
-                                                   state.step, hparams["lr"])
-    metrics = {"loss": loss, "tokens": jnp.sum(batch["loss_mask"][:, 1:]), **opt_metrics}
-    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
-
-  if layout is not None:
-    return layout.jit(update, ("tree", "batch", "replicated"), ("tree", "replicated"),
-                      donate_argnums=0)
-  return jax.jit(update, donate_argnums=0)
+  return learner.make_update(SFTObjective(graphdef, config, chunk_size), opt,
+                             learner.LearnerSpec(micro_batch_size=micro_batch_size), layout)

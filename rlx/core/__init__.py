@@ -1,20 +1,28 @@
 """rlx.core: the pure math of RL post-training (spec: docs/algorithms.md §1-7).
 
-Only jax/numpy; no models, configs or tokenizers. Every function is jit-, grad- and
-vmap-compatible; hyper-parameters are traced arguments, variants are enums resolved once.
+Only jax/numpy (plus chex for argument checks and flax.struct for pytree dataclasses); no models,
+configs or tokenizers. Every function is jit-, grad- and vmap-compatible; hyper-parameters are
+traced arguments, variants are enums resolved once. Public functions check the ranks (and where it
+matters the dtypes) of their array arguments at trace time and raise ``AssertionError`` naming the
+argument, so a ``[B]`` passed where ``[B,T]`` is expected fails before anything runs.
 """
 
 import types as _types
 
 from rlx.core.advantages import (
     AdvantageEstimator,
+    AdvantageHyper,
+    AdvantageInputs,
     StdScope,
+    compute_advantages,
     dr_grpo_advantages,
     gae_advantages,
+    get_advantage_adapter,
     get_advantage_estimator,
     group_stats,
     grpo_advantages,
     grpo_passk_advantages,
+    is_token_level,
     opo_advantages,
     reinforce_pp_advantages,
     reinforce_pp_baseline_advantages,

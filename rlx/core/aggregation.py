@@ -26,6 +26,7 @@ import enum
 import jax
 import jax.numpy as jnp
 
+from rlx.core import _checks as check
 from rlx.core.masked import masked_sum, sequence_lengths
 
 Array = jax.Array
@@ -40,8 +41,15 @@ class Aggregation(enum.Enum):
   SEQ_MEAN_TOKEN_SUM_NORM = "seq-mean-token-sum-norm"
 
 
+def _check(where, loss, mask) -> None:
+  check.ranks(where, loss=(loss, "[B,T]"), mask=(mask, "[B,T]"))
+  check.numeric(where, "mask", mask)
+  check.same_shape(where, loss=loss, mask=mask)
+
+
 def aggregation_numerator(loss: Array, mask: Array, mode: Aggregation | str) -> Array:
   """The numerator of ``mode`` for per-token ``loss[B,T]``: a scalar, additive over sequences."""
+  _check("aggregation_numerator", loss, mask)
   mode = Aggregation(mode)
   if mode is Aggregation.SEQ_MEAN_TOKEN_MEAN:
     per_seq = masked_sum(loss, mask, axis=-1) / jnp.maximum(sequence_lengths(mask, loss.dtype), 1.0)
@@ -54,6 +62,8 @@ def aggregation_denominator(mask: Array, mode: Aggregation | str, norm_constant=
 
   ``norm_constant`` is ``C`` of ``seq-mean-token-sum-norm`` (required there, ignored otherwise).
   """
+  check.ranks("aggregation_denominator", mask=(mask, "[B,T]"), norm_constant=(norm_constant, "[]"))
+  check.numeric("aggregation_denominator", "mask", mask)
   mode = Aggregation(mode)
   lengths = sequence_lengths(mask)
   if mode is Aggregation.TOKEN_MEAN:
@@ -68,15 +78,18 @@ def aggregation_denominator(mask: Array, mode: Aggregation | str, norm_constant=
 
 def aggregate(loss: Array, mask: Array, mode: Aggregation | str, norm_constant=None) -> tuple[Array, Array]:
   """``(numerator, denominator)`` of ``mode`` for per-token ``loss[B,T]`` and ``mask[B,T]``."""
+  _check("aggregate", loss, mask)
   return (aggregation_numerator(loss, mask, mode),
           aggregation_denominator(mask, mode, norm_constant))
 
 
 def finalize(numerator: Array, denominator: Array) -> Array:
   """Divide once: ``numerator / max(denominator, 1e-8)`` (0 for an empty batch)."""
+  check.ranks("finalize", numerator=(numerator, "[]"), denominator=(denominator, "[]"))
   return numerator / jnp.maximum(denominator, DIVIDE_EPS)
 
 
 def aggregate_mean(loss: Array, mask: Array, mode: Aggregation | str, norm_constant=None) -> Array:
   """``finalize(*aggregate(...))``: the aggregated scalar for a whole batch."""
+  _check("aggregate_mean", loss, mask)
   return finalize(*aggregate(loss, mask, mode, norm_constant))

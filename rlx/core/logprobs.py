@@ -22,6 +22,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rlx.core import _checks as check
+
 Array = jax.Array
 
 
@@ -59,6 +61,13 @@ def logprobs_from_logits(
   Returns:
     ``[B,T]`` float32 log-probs, or :class:`TokenStats` when ``with_entropy``.
   """
+  where = "logprobs_from_logits"
+  check.ranks(where, logits=(logits, "[B,T,V]"), tokens=(tokens, "[B,T]"),
+              temperature=(temperature, "[]"))
+  check.integer(where, "tokens", tokens)
+  if logits.shape[:-1] != tokens.shape:
+    raise AssertionError(f"[Chex] {where}: logits {logits.shape} must be tokens {tokens.shape} "
+                         "plus a vocabulary axis")
   if chunk_size is None or chunk_size >= logits.shape[-1]:
     z = _scale(logits, temperature, None)
     lse = jax.nn.logsumexp(z, axis=-1)
@@ -104,6 +113,13 @@ def logprobs_from_hidden(
   Returns:
     ``[B,T]`` float32 log-probs, or :class:`TokenStats` when ``with_entropy``.
   """
+  where = "logprobs_from_hidden"
+  check.ranks(where, hidden=(hidden, "[B,T,D]"), unembed=(unembed, "[D,V]"),
+              tokens=(tokens, "[B,T]"), temperature=(temperature, "[]"))
+  check.integer(where, "tokens", tokens)
+  if hidden.shape[:-1] != tokens.shape or hidden.shape[-1] != unembed.shape[0]:
+    raise AssertionError(f"[Chex] {where}: hidden {hidden.shape} must be tokens {tokens.shape} "
+                         f"plus D, and unembed {unembed.shape} must be [D,V]")
   d, v = unembed.shape
   chunk_size = min(chunk_size, v)
   if v % chunk_size:
@@ -169,6 +185,7 @@ def _entropy(log_p: Array) -> Array:
 
 def entropy_from_logits(logits: Array, temperature=1.0) -> Array:
   """``H_t = logsumexp(z) − Σ_v softmax(z)_v z_v`` for ``z = logits / temperature``; ``[..., V] → [...]``."""
+  check.ranks("entropy_from_logits", logits=(logits, "[...,V]"), temperature=(temperature, "[]"))
   return _entropy(jax.nn.log_softmax(_scale(logits, temperature, None), axis=-1))
 
 
@@ -177,5 +194,7 @@ def self_certainty_from_logits(logits: Array, temperature=1.0) -> Array:
 
   Equals ``logsumexp(z) − mean_v z_v − log V``; 0 for the uniform distribution. ``[..., V] → [...]``.
   """
+  check.ranks("self_certainty_from_logits", logits=(logits, "[...,V]"),
+              temperature=(temperature, "[]"))
   z = _scale(logits, temperature, None)
   return -jnp.log(z.shape[-1]) - jnp.mean(jax.nn.log_softmax(z, axis=-1), axis=-1)

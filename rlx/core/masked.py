@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlx.core import _checks as check
+
 Array = jax.Array
 
 MEAN_EPS = 1e-8
@@ -23,11 +25,13 @@ def _as_bool(mask: Array) -> Array:
 
 def masked_fill(x: Array, mask: Array, value: float = 0.0) -> Array:
   """``x`` where ``mask`` else ``value`` (broadcasting ``mask`` to ``x``)."""
+  check.broadcasts_to("masked_fill", "mask", mask, "x", x)
   return jnp.where(_as_bool(mask), x, jnp.asarray(value, dtype=jnp.result_type(x)))
 
 
 def masked_sum(x: Array, mask: Array, axis=None) -> Array:
   """``Σ x·m`` over ``axis`` (all axes by default). Masked-out values are ignored, NaN included."""
+  check.broadcasts_to("masked_sum", "mask", mask, "x", x)
   x = jnp.asarray(x)
   mask = jnp.asarray(mask)
   weights = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
@@ -36,11 +40,13 @@ def masked_sum(x: Array, mask: Array, axis=None) -> Array:
 
 def masked_count(mask: Array, axis=None, dtype=jnp.float32) -> Array:
   """``Σ m`` over ``axis``."""
+  check.numeric("masked_count", "mask", mask)
   return jnp.sum(jnp.asarray(mask).astype(dtype), axis=axis)
 
 
 def masked_mean(x: Array, mask: Array, axis=None) -> Array:
   """``masked_sum(x, m) / (Σ m + 1e-8)``."""
+  check.broadcasts_to("masked_mean", "mask", mask, "x", x)
   x = jnp.asarray(x)
   count = masked_count(jnp.broadcast_to(mask, x.shape), axis=axis)  # float32 even for bf16 x
   return (masked_sum(x, mask, axis=axis) / (count + MEAN_EPS)).astype(jnp.result_type(x, jnp.float32))
@@ -52,6 +58,7 @@ def masked_var(x: Array, mask: Array, axis=None, unbiased: bool = True) -> Array
   With ``N <= 1`` the unbiased correction is undefined; the result is then the (zero) biased
   variance rather than NaN.
   """
+  check.broadcasts_to("masked_var", "mask", mask, "x", x)
   x = jnp.asarray(x)
   mean = masked_mean(x, mask, axis=axis)
   if axis is not None:
@@ -69,6 +76,7 @@ def masked_whiten(x: Array, mask: Array, shift_mean: bool = True) -> Array:
 
   ``shift_mean=False`` keeps the mean (scales only), as some PPO implementations do for returns.
   """
+  check.broadcasts_to("masked_whiten", "mask", mask, "x", x)
   x = jnp.asarray(x)
   mask = jnp.broadcast_to(mask, x.shape)
   mean = masked_mean(x, mask)
@@ -82,6 +90,8 @@ def masked_whiten(x: Array, mask: Array, shift_mean: bool = True) -> Array:
 
 def last_valid_index(mask: Array) -> Array:
   """Index of the last nonzero entry along the last axis of ``mask[B,T]`` (0 for empty rows)."""
+  check.ranks("last_valid_index", mask=(mask, "[B,T]"))
+  check.numeric("last_valid_index", "mask", mask)
   mask = _as_bool(mask)
   t = mask.shape[-1]
   idx = jnp.arange(t)
@@ -98,6 +108,9 @@ def scalar_to_token_rewards(rewards: Array, mask: Array) -> Array:
   Returns:
     ``[B,T]`` token rewards, zero everywhere except the last valid token of each non-empty row.
   """
+  check.ranks("scalar_to_token_rewards", rewards=(rewards, "[B]"), mask=(mask, "[B,T]"))
+  check.numeric("scalar_to_token_rewards", "mask", mask)
+  check.same_rows("scalar_to_token_rewards", rewards=rewards, mask=mask)
   mask = _as_bool(mask)
   rewards = jnp.asarray(rewards)
   last = last_valid_index(mask)
@@ -108,4 +121,6 @@ def scalar_to_token_rewards(rewards: Array, mask: Array) -> Array:
 
 def sequence_lengths(mask: Array, dtype=jnp.float32) -> Array:
   """``|y_i| = Σ_t m[i,t]`` for ``mask[B,T]``; returns ``[B]``."""
+  check.ranks("sequence_lengths", mask=(mask, "[B,T]"))
+  check.numeric("sequence_lengths", "mask", mask)
   return masked_count(mask, axis=-1, dtype=dtype)

@@ -20,6 +20,7 @@ import enum
 import jax
 import jax.numpy as jnp
 
+from rlx.core import _checks as check
 from rlx.core.masked import masked_fill, masked_mean, sequence_lengths
 
 Array = jax.Array
@@ -34,6 +35,17 @@ class PolicyLoss(enum.Enum):
   GSPO = "gspo"
   CISPO = "cispo"
   PG = "pg"
+
+
+def _check(where, logp, old_logp, advantages, mask, importance_weights=None, **scalars) -> None:
+  """The four ``[B,T]`` inputs (and optional weights) of one shape; clip parameters scalars."""
+  check.ranks(where, logp=(logp, "[B,T]"), old_logp=(old_logp, "[B,T]"),
+              advantages=(advantages, "[B,T]"), mask=(mask, "[B,T]"),
+              importance_weights=(importance_weights, "[B,T]"),
+              **{k: (v, "[]") for k, v in scalars.items()})
+  check.numeric(where, "mask", mask)
+  check.same_shape(where, logp=logp, old_logp=old_logp, advantages=advantages, mask=mask,
+                   importance_weights=importance_weights)
 
 
 def _prepare(logp, old_logp, advantages, mask):
@@ -99,6 +111,8 @@ def ppo_loss(
     dual_clip: ``c`` (traced) or ``None``.
     importance_weights: optional ``[B,T]`` detached multipliers.
   """
+  _check("ppo_loss", logp, old_logp, advantages, mask, importance_weights,
+         eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
   logp, old_logp, advantages, mask = _prepare(logp, old_logp, advantages, mask)
   ratio = jnp.exp(jnp.clip(logp - old_logp, -LOG_RATIO_CLIP, LOG_RATIO_CLIP))
   loss, metrics = _clipped_surrogate(ratio, advantages, mask, eps_low, eps_high, dual_clip)
@@ -123,6 +137,8 @@ def gspo_loss(
   ``exp(s_i)``; its gradient flows through each token's ``ℓ``. Paper clip range 3e-4 / 4e-4;
   pair with ``seq-mean-token-mean`` aggregation.
   """
+  _check("gspo_loss", logp, old_logp, advantages, mask, importance_weights,
+         eps_low=eps_low, eps_high=eps_high)
   logp, old_logp, advantages, mask = _prepare(logp, old_logp, advantages, mask)
   seq_log_ratio = jnp.sum(jnp.where(mask, logp - old_logp, 0.0), axis=-1) / jnp.maximum(
       sequence_lengths(mask), 1.0)
@@ -149,6 +165,8 @@ def cispo_loss(
   ``L = −sg(clip(ρ, 1−ε_l, 1+ε_h)) · A · ℓ``: the IS weight is clipped and detached, so every
   token keeps a gradient (none is dropped by the clip).
   """
+  _check("cispo_loss", logp, old_logp, advantages, mask, importance_weights,
+         eps_low=eps_low, eps_high=eps_high)
   logp, old_logp, advantages, mask = _prepare(logp, old_logp, advantages, mask)
   ratio = jnp.exp(jnp.clip(logp - old_logp, -LOG_RATIO_CLIP, LOG_RATIO_CLIP))
   clipped = jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
@@ -168,6 +186,7 @@ def pg_loss(
     **unused_clip,
 ) -> tuple[Array, dict[str, Array]]:
   """Plain REINFORCE: ``L = −A·ℓ``. ``old_logp`` is used for metrics only; clip args are ignored."""
+  _check("pg_loss", logp, old_logp, advantages, mask, importance_weights)
   del unused_clip
   logp, old_logp, advantages, mask = _prepare(logp, old_logp, advantages, mask)
   ratio = jnp.exp(jnp.clip(logp - old_logp, -LOG_RATIO_CLIP, LOG_RATIO_CLIP))
@@ -195,6 +214,11 @@ def truncated_importance_weights(trainer_logp: Array, sampler_logp: Array, mask:
   Use when the sampler's log-probs differ from the trainer's recomputation of the behaviour policy
   (e.g. bfloat16 sampling); pass the result as ``importance_weights``.
   """
+  where = "truncated_importance_weights"
+  check.ranks(where, trainer_logp=(trainer_logp, "[B,T]"), sampler_logp=(sampler_logp, "[B,T]"),
+              mask=(mask, "[B,T]"), cap=(cap, "[]"))
+  check.numeric(where, "mask", mask)
+  check.same_shape(where, trainer_logp=trainer_logp, sampler_logp=sampler_logp, mask=mask)
   mask = jnp.asarray(mask).astype(bool)
   d = masked_fill(jnp.asarray(trainer_logp, jnp.float32) - jnp.asarray(sampler_logp, jnp.float32), mask)
   return sg(masked_fill(jnp.minimum(jnp.exp(jnp.clip(d, -LOG_RATIO_CLIP, LOG_RATIO_CLIP)), cap), mask))

@@ -16,6 +16,8 @@ import enum
 import jax
 import jax.numpy as jnp
 
+from rlx.core import _checks as check
+
 Array = jax.Array
 sg = jax.lax.stop_gradient
 log_sigmoid = jax.nn.log_sigmoid
@@ -29,6 +31,19 @@ class PreferenceLoss(enum.Enum):
   SIMPO = "simpo"
   ORPO = "orpo"
   KTO = "kto"
+
+
+PAIR = "[B] or []"  # per pair, or one pair (under vmap)
+
+
+def _check(where, margin=None, scalars=None, **per_pair) -> None:
+  """Per-pair sequence quantities ``[B]`` (``[]`` for one pair) of one shape; ``margin`` per pair
+  or one scalar; ``scalars`` hyper-parameters."""
+  check.ranks(where, **{k: (v, PAIR) for k, v in per_pair.items()}, margin=(margin, PAIR),
+              **{k: (v, "[]") for k, v in (scalars or {}).items()})
+  check.same_shape(where, **per_pair)
+  if margin is not None and jnp.ndim(margin) > 0:
+    check.same_shape(where, **per_pair, margin=margin)
 
 
 def _f32(*xs):
@@ -62,6 +77,9 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta=0
 
   ``−(1−ε)·logσ(βΔ) − ε·logσ(−βΔ)``.
   """
+  _check("dpo_loss", margin, dict(beta=beta, label_smoothing=label_smoothing),
+         policy_chosen=policy_chosen, policy_rejected=policy_rejected, ref_chosen=ref_chosen,
+         ref_rejected=ref_rejected)
   z, rc, rr = _logits(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, margin)
   loss = -(1.0 - label_smoothing) * log_sigmoid(z) - label_smoothing * log_sigmoid(-z)
   return loss, _metrics(rc, rr)
@@ -70,6 +88,9 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta=0
 def robust_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta=0.1,
                     label_smoothing=0.1, margin=None) -> tuple[Array, dict[str, Array]]:
   """Robust DPO (Chowdhury et al., 2024): ``[−(1−ε)·logσ(βΔ) + ε·logσ(−βΔ)] / (1 − 2ε)``, ε < ½."""
+  _check("robust_dpo_loss", margin, dict(beta=beta, label_smoothing=label_smoothing),
+         policy_chosen=policy_chosen, policy_rejected=policy_rejected, ref_chosen=ref_chosen,
+         ref_rejected=ref_rejected)
   z, rc, rr = _logits(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, margin)
   loss = (-(1.0 - label_smoothing) * log_sigmoid(z) + label_smoothing * log_sigmoid(-z)) / (
       1.0 - 2.0 * label_smoothing)
@@ -83,6 +104,9 @@ def ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta=0
   With ``chosen_lengths``/``rejected_lengths`` (``[B]``) given, ``c`` and ``j`` are divided by the
   response lengths first (length-normalised IPO, as in TRL).
   """
+  _check("ipo_loss", None, dict(beta=beta), policy_chosen=policy_chosen,
+         policy_rejected=policy_rejected, ref_chosen=ref_chosen, ref_rejected=ref_rejected,
+         chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths)
   policy_chosen, policy_rejected, ref_chosen, ref_rejected = _f32(
       policy_chosen, policy_rejected, ref_chosen, ref_rejected)
   c = policy_chosen - sg(ref_chosen)
@@ -99,6 +123,8 @@ def ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta=0
 def hinge_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, beta=0.1,
                margin=None) -> tuple[Array, dict[str, Array]]:
   """SLiC-style hinge (Zhao et al., 2023): ``relu(1 − βΔ)``."""
+  _check("hinge_loss", margin, dict(beta=beta), policy_chosen=policy_chosen,
+         policy_rejected=policy_rejected, ref_chosen=ref_chosen, ref_rejected=ref_rejected)
   z, rc, rr = _logits(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, margin)
   return jax.nn.relu(1.0 - z), _metrics(rc, rr)
 
@@ -109,6 +135,9 @@ def simpo_loss(policy_chosen, policy_rejected, chosen_lengths, rejected_lengths,
 
   Metrics use the length-normalised rewards ``β·ℓ/|y|``.
   """
+  _check("simpo_loss", None, dict(beta=beta, gamma=gamma), policy_chosen=policy_chosen,
+         policy_rejected=policy_rejected, chosen_lengths=chosen_lengths,
+         rejected_lengths=rejected_lengths)
   policy_chosen, policy_rejected = _f32(policy_chosen, policy_rejected)
   rc = beta * policy_chosen / jnp.maximum(jnp.asarray(chosen_lengths, jnp.float32), 1.0)
   rr = beta * policy_rejected / jnp.maximum(jnp.asarray(rejected_lengths, jnp.float32), 1.0)
@@ -134,6 +163,9 @@ def orpo_loss(policy_chosen, policy_rejected, chosen_lengths, rejected_lengths, 
   ``p̄ = ℓ/|y|`` is the mean token log-prob, ``log_odds = p̄ − log1mexp(p̄)``, ``NLL = −p̄_c``.
   Metrics add ``log_odds_ratio`` and ``nll``; rewards are ``λ·p̄``.
   """
+  _check("orpo_loss", None, dict(lam=lam), policy_chosen=policy_chosen,
+         policy_rejected=policy_rejected, chosen_lengths=chosen_lengths,
+         rejected_lengths=rejected_lengths)
   policy_chosen, policy_rejected = _f32(policy_chosen, policy_rejected)
   pc = policy_chosen / jnp.maximum(jnp.asarray(chosen_lengths, jnp.float32), 1.0)
   pr = policy_rejected / jnp.maximum(jnp.asarray(rejected_lengths, jnp.float32), 1.0)
@@ -153,6 +185,9 @@ def kto_reference_point(policy_kl_logps, ref_kl_logps, mask=None) -> Array:
   prompt/completion pairs; ``mask[B]`` selects the valid ones. Compute it over the whole batch
   (all micro-batches and devices) and pass it to :func:`kto_loss`.
   """
+  _check("kto_reference_point", policy_kl_logps=policy_kl_logps, ref_kl_logps=ref_kl_logps,
+         mask=mask)
+  check.numeric("kto_reference_point", "mask", mask)
   d = jnp.asarray(policy_kl_logps, jnp.float32) - jnp.asarray(ref_kl_logps, jnp.float32)
   if mask is None:
     mask = jnp.ones_like(d)
@@ -173,6 +208,10 @@ def kto_loss(policy_logps, ref_logps, desirable, z_ref, *, beta=0.1, desirable_w
     desirable: ``[B]`` bool, True for desirable examples.
     z_ref: scalar from :func:`kto_reference_point`.
   """
+  _check("kto_loss", None, dict(z_ref=z_ref, beta=beta, desirable_weight=desirable_weight,
+                                undesirable_weight=undesirable_weight),
+         policy_logps=policy_logps, ref_logps=ref_logps, desirable=desirable)
+  check.numeric("kto_loss", "desirable", desirable)
   policy_logps, ref_logps = _f32(policy_logps, ref_logps)
   desirable = jnp.asarray(desirable).astype(bool)
   r = policy_logps - sg(ref_logps)
@@ -197,6 +236,8 @@ def bradley_terry_loss(chosen_scores, rejected_scores, *, margin=None,
 
   The centering term (Eisenstein et al., 2023) averages to ``λ·mean((s_c + s_r)²)``.
   """
+  _check("bradley_terry_loss", margin, dict(center_coef=center_coef),
+         chosen_scores=chosen_scores, rejected_scores=rejected_scores)
   sc, sr = _f32(chosen_scores, rejected_scores)
   z = sc - sr
   if margin is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlx.core import _checks as check
 from rlx.core.masked import masked_fill, masked_mean
 
 Array = jax.Array
@@ -32,6 +33,10 @@ def value_loss(
   Returns:
     ``(loss[B,T], {"vf_clipfrac", "vpred_mean"})``.
   """
+  check.ranks("value_loss", values=(values, "[B,T]"), old_values=(old_values, "[B,T]"),
+              returns=(returns, "[B,T]"), mask=(mask, "[B,T]"), clip=(clip, "[]"))
+  check.numeric("value_loss", "mask", mask)
+  check.same_shape("value_loss", values=values, old_values=old_values, returns=returns, mask=mask)
   mask = jnp.asarray(mask).astype(bool)
   v = masked_fill(jnp.asarray(values, jnp.float32), mask)
   v_old = sg(masked_fill(jnp.asarray(old_values, jnp.float32), mask))
@@ -49,6 +54,9 @@ def value_loss(
 
 def entropy_bonus(entropy: Array, mask: Array) -> Array:
   """Per-token entropy term (zero outside ``mask``); the total subtracts ``c_H·agg(H)``."""
+  check.ranks("entropy_bonus", entropy=(entropy, "[B,T]"), mask=(mask, "[B,T]"))
+  check.numeric("entropy_bonus", "mask", mask)
+  check.same_shape("entropy_bonus", entropy=entropy, mask=mask)
   mask = jnp.asarray(mask).astype(bool)
   return masked_fill(jnp.asarray(entropy, jnp.float32), mask)
 
@@ -68,6 +76,10 @@ def total_loss(
 
   Returns the total and a dict of its (coefficient-weighted) parts for logging.
   """
+  check.ranks("total_loss", policy_loss=(policy_loss, "[]"), value_loss=(value_loss, "[]"),
+              kl_loss=(kl_loss, "[]"), entropy=(entropy, "[]"), value_coef=(value_coef, "[]"),
+              beta=(beta, "[]"), entropy_coef=(entropy_coef, "[]"),
+              **{f"aux_losses[{k!r}]": (v, "[]") for k, v in (aux_losses or {}).items()})
   parts = {
       "pg": jnp.asarray(policy_loss, jnp.float32),
       "value": value_coef * jnp.asarray(value_loss, jnp.float32),

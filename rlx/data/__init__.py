@@ -11,6 +11,7 @@ from rlx.data.batching import PromptBatchIterator
 from rlx.data.batching import bucket_size
 from rlx.data.batching import make_prompt_batch
 from rlx.data.batching import make_sft_batch
+from rlx.data.curriculum import CurriculumIterator
 from rlx.data.example import Example
 from rlx.data.filters import BalancedDifficulty
 from rlx.data.filters import DynamicSampling
@@ -64,7 +65,8 @@ from rlx.data.tasks import verify
 __all__ = [
     "GSM8K", "MATH", "TASKS",
     "ArithmeticTask", "BalancedDifficulty", "CalculationTask", "ChatFormat", "ColumnMapping",
-    "CountdownTask", "DataFormatError", "DynamicSampling", "Example", "ExampleIterator",
+    "CountdownTask", "CurriculumIterator", "DataFormatError", "DynamicSampling", "Example",
+    "ExampleIterator",
     "FillResult", "Formatter", "GroupFilter", "GroupStats", "IteratorState", "JsonlSource",
     "LabeledCompletion", "ListTask", "ParquetSource", "PlainFormat", "PreferenceJsonlSource",
     "PreferencePair", "PromptBatch", "PromptBatchIterator", "RefillExhaustedWarning",

@@ -19,6 +19,8 @@ from rlx.rewards.label_free import (AnswerConfidence, BordaVote, CoReward, LaSeR
 from rlx.rewards.math_verify import (extract_answer, math_equal, normalize_answer, parse_number,
                                      sympy_equal_with_timeout)
 from rlx.rewards.model_based import LLMJudge, RewardModelReward, parse_judge_score
+from rlx.rewards.process import (ProcessReward, step_spans, steps_to_token_scores,
+                                 token_end_offsets)
 from rlx.rewards.registry import get_reward, list_rewards, register_reward, resolve_reward
 from rlx.rewards.safety import (PerSampleReward, ProcessPool, SafeReward, WorkerTimeout,
                                 run_per_sample)
@@ -35,7 +37,8 @@ __all__ = [
     "Component", "CompositeReward", "DapoOverlong", "Embedder", "EpisodicMemory",
     "FormatOnlyReward", "HashedNgramEmbedder", "IncorrectLabelReward", "InvertedReward",
     "LLMJudge", "LaSeR", "MajorityVote", "OverlongFilter", "PerSampleReward",
-    "PolicyHiddenEmbedder", "ProcessPool", "RLPRProbability", "RandomReward", "Reward",
+    "PolicyHiddenEmbedder", "ProcessPool", "ProcessReward", "RLPRProbability", "RandomReward",
+    "Reward",
     "RewardInput", "RewardModelReward", "RewardOutput", "SafeReward", "SandboxConfig",
     "SandboxResult", "Scorer", "SelfAlignedReward", "SelfCertainty", "SemanticEntropy",
     "ThinkPruneCap", "WorkerTimeout", "answer_span", "borda_weights", "cluster_answers",
@@ -46,5 +49,6 @@ __all__ = [
     "normalize_answer", "overlong_filter_mask", "pad_ragged", "parse_judge_score",
     "parse_number", "register_reward", "resolve_reward", "reward_metrics", "run_per_sample",
     "run_python", "sandbox_capabilities", "self_certainty_from_logits",
-    "semantic_entropy_rewards", "sympy_equal_with_timeout",
+    "semantic_entropy_rewards", "step_spans", "steps_to_token_scores",
+    "sympy_equal_with_timeout", "token_end_offsets",
 ]

@@ -31,6 +31,9 @@ class RewardInput:
     metadata: B dicts of dataset fields (``answer``, ``tests``, ``pair_id``, ``choices`` ...).
     prompt_ids: optional B 1-D int arrays (ragged prompt token ids) for model-based rewards.
     step: the trainer step (for stateful rewards and seeded randomness).
+    decode: optional ``decode(ids: list[int]) -> str``, the policy tokenizer's decoder (special
+      tokens dropped), used to map text positions to completion tokens (process rewards,
+      ``rlx.rewards.process``). The runtime passes ``decode=tokenizer.decode``.
   """
 
   prompts: Sequence[str]
@@ -42,6 +45,7 @@ class RewardInput:
   metadata: Sequence[Mapping[str, Any]] | None = None
   prompt_ids: Sequence[np.ndarray] | None = None
   step: int = 0
+  decode: Callable[[list[int]], str] | None = None
 
   def __post_init__(self):
     b = len(self.completions)
@@ -93,7 +97,8 @@ class RewardInput:
         prompts=pick(self.prompts), completions=pick(self.completions),
         completion_ids=arr(self.completion_ids), completion_mask=arr(self.completion_mask),
         finish_reasons=pick(self.finish_reasons), group_ids=arr(self.group_ids),
-        metadata=pick(self.metadata), prompt_ids=pick(self.prompt_ids), step=self.step)
+        metadata=pick(self.metadata), prompt_ids=pick(self.prompt_ids), step=self.step,
+        decode=self.decode)
 
 
 @dataclasses.dataclass

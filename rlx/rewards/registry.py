@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rlx.rewards import code as code_lib
-from rlx.rewards import intrinsic, label_free, model_based, spurious, verifiable
+from rlx.rewards import intrinsic, label_free, model_based, process, spurious, verifiable
 from rlx.rewards.safety import SafeReward
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
@@ -93,3 +93,12 @@ register_reward("inverted", lambda inner="math_answer", mode="one_minus":
                 spurious.InvertedReward(resolve_reward(inner), mode))
 register_reward("format_only", spurious.FormatOnlyReward)
 register_reward("incorrect_label", spurious.IncorrectLabelReward)
+
+
+@register_reward("process_reward")
+def _process_reward(step_fn, delimiter="\n\n", aggregate="none", outcome=None, **kw):
+  """``step_fn``: ``"package.module:function"`` (or the function) scoring ``(prompt, steps,
+  metadata) -> [score per step]``; ``outcome``: a nested reward (name, dict or object)."""
+  fn = process.import_callable(step_fn) if isinstance(step_fn, str) else step_fn
+  return process.ProcessReward(fn, delimiter=delimiter, aggregate=aggregate,
+                               outcome=None if outcome is None else resolve_reward(outcome), **kw)

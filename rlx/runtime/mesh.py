@@ -40,6 +40,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from rlx.models import sharding as msharding
+from rlx.algorithms.trajectory import is_rows_field
 from rlx.models.sharding import AXES, BATCH_AXES, RULES, SAMPLING_RULES, Rules  # noqa: F401
 
 
@@ -161,6 +162,21 @@ class Layout:
   def sampling_shardings(self, params):
     return self.tree_shardings(params, self.sampling_rules or self.rules)
 
+  def shardings_for(self, tree):
+    """Shardings declared by the types in ``tree``: a struct field declared a rows field
+    (``rlx.algorithms.trajectory.rows``) is split by rows over ``data × fsdp``; parameter-like
+    leaves (``nnx.Variable``) follow their logical axes; everything else is replicated."""
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type) and hasattr(tree, "replace"):
+      return tree.replace(**{
+          f.name: (self.batch_shardings(getattr(tree, f.name)) if is_rows_field(f)
+                   else self.shardings_for(getattr(tree, f.name)))
+          for f in dataclasses.fields(tree) if f.init and f.metadata.get("pytree_node", True)})
+    if isinstance(tree, (tuple, list)) and not hasattr(tree, "_fields"):
+      return type(tree)(self.shardings_for(x) for x in tree)
+    if type(tree) is dict:
+      return {k: self.shardings_for(v) for k, v in tree.items()}
+    return self.tree_shardings(tree)
+
   def shardings(self, kind: str, tree):
     if kind == "tree":
       return self.tree_shardings(tree)
@@ -194,15 +210,11 @@ class Layout:
     return self.put(tree, self.batch_shardings(tree))
 
   # --- compiled steps -----------------------------------------------------------------------
-  def jit(self, fn: Callable, in_kinds: Sequence[str], out_kinds: Sequence[str] | str,
-          donate_argnums: int | Sequence[int] = ()) -> "ShardedFn":
-    """``fn`` compiled with explicit shardings derived from its arguments' structure.
-
-    ``in_kinds[i]`` / ``out_kinds[j]`` is ``"tree"`` (logical axes of Variables, the rest
-    replicated), ``"batch"`` (rows over data × fsdp) or ``"replicated"``; ``out_kinds`` may be
-    one kind for a single (non-tuple) output. ``fn`` is traced under :meth:`scope`.
-    """
-    return ShardedFn(fn, self, tuple(in_kinds), out_kinds, donate_argnums)
+  def jit(self, fn: Callable, donate_argnums: int | Sequence[int] = ()) -> "ShardedFn":
+    """``fn`` compiled with explicit shardings read off its arguments' and results' types
+    (:meth:`shardings_for`: rows fields over ``data × fsdp``, parameters by their logical
+    axes, the rest replicated). ``fn`` is traced under :meth:`scope`."""
+    return ShardedFn(fn, self, donate_argnums)
 
 
 def _put(x, sharding):
@@ -237,11 +249,9 @@ class ShardedFn:
   ``jax.jit`` uses, so hyper-parameter values never recompile.
   """
 
-  def __init__(self, fn, layout: Layout, in_kinds, out_kinds, donate_argnums):
+  def __init__(self, fn, layout: Layout, donate_argnums):
     self.fn = fn
     self.layout = layout
-    self.in_kinds = in_kinds
-    self.out_kinds = out_kinds
     self.donate_argnums = donate_argnums
     self._cache: dict[Any, tuple] = {}
 
@@ -250,20 +260,14 @@ class ShardedFn:
       return self.fn(*args)
 
   def _compiled(self, args):
-    if len(args) != len(self.in_kinds):
-      raise TypeError(f"expected {len(self.in_kinds)} arguments, got {len(args)}")
     leaves, treedef = jax.tree.flatten(args)
     key = (treedef, tuple((np.shape(x), str(_dtype(x))) for x in leaves))
     hit = self._cache.get(key)
     if hit is None:
       lay = self.layout
-      in_sh = tuple(lay.shardings(k, a) for k, a in zip(self.in_kinds, args))
+      in_sh = tuple(lay.shardings_for(a) for a in args)
       abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype(x)), args)
-      out = jax.eval_shape(self._traced, *abstract)
-      if isinstance(self.out_kinds, str):
-        out_sh = lay.shardings(self.out_kinds, out)
-      else:
-        out_sh = tuple(lay.shardings(k, o) for k, o in zip(self.out_kinds, out))
+      out_sh = lay.shardings_for(jax.eval_shape(self._traced, *abstract))
       jitted = jax.jit(self._traced, in_shardings=in_sh, out_shardings=out_sh,
                        donate_argnums=self.donate_argnums)
       hit = self._cache[key] = (jitted, in_sh)

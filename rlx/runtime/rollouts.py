@@ -16,6 +16,7 @@ import numpy as np
 from rlx import config as rlx_config
 from rlx.data import (BalancedDifficulty, DynamicSampling, ScoredGroups, StdEMA, GroupFilter,
                       make_prompt_batch, verify)
+from rlx.algorithms.trajectory import Trajectory
 from rlx.runtime import distributed
 from rlx.runtime.scorer import ModelLoader
 from rlx.sampling import LENGTH, SamplingParams, sample
@@ -45,11 +46,12 @@ class RewardFn:
   ThinkPrune's length cap, DAPO's soft overlong penalty and overlong filtering."""
 
   def __init__(self, run: rlx_config.RunConfig, scorer=None, *, name: str | None = None,
-               kwargs: dict | None = None):
+               kwargs: dict | None = None, decode=None):
     """``scorer``: the ``rlx.rewards.Scorer`` model-based rewards call (``rlx.runtime.scorer``);
     ``name``/``kwargs`` override ``run.rewards`` (evaluation's reward)."""
     self.run = run
     self.scorer = ModelLoader() if scorer is None else scorer  # loads reward_model checkpoints
+    self.decode = decode  # token ids -> text (process rewards map steps to tokens with it)
     self.name = run.rewards.name if name is None else name
     self.reward = None
     if self.name != rlx_config.TASK_REWARD:
@@ -65,34 +67,25 @@ class RewardFn:
     if state is not None:
       self.reward.load_state_dict(state)
 
-  def __call__(self, examples, texts, rollout: dict, step: int, *, shaped: bool = True,
-               return_raw: bool = False):
-    """Returns ``(scores [R], sample_mask [R], metrics)`` for rollout rows over ``examples``
-    (with ``return_raw``, also the scores before length shaping: LaSeR's verifier target).
+  def __call__(self, examples, texts, rollout: dict, step: int, *,
+               shaped: bool = True) -> "Scored":
+    """Scores of rollout rows over ``examples`` (see :class:`Scored`).
 
     ``shaped=False`` returns the reward without length shaping (DAPO's penalty, ThinkPrune's
     cap): evaluation counts a correct answer as correct whatever its length."""
     finish = rollout["finish_reason"]
+    token_scores = None
     if self.reward is None:
       scores = np.array([verify(ex.task, t, ex.answer) for ex, t in zip(examples, texts)],
                         np.float32)
       sample_mask = np.ones_like(scores)
     else:
-      from rlx.rewards import FINISH_LENGTH, FINISH_STOP, RewardInput
-      prompt_ids = None
-      if "prompt_tokens" in rollout:  # the formatted prompts the policy saw
-        prompt_ids = [row[m > 0] for row, m in zip(rollout["prompt_tokens"],
-                                                   rollout["prompt_mask"])]
-      out = self.reward(RewardInput(
-          prompts=[ex.prompt for ex in examples], completions=texts,
-          completion_ids=rollout["completion_tokens"], completion_mask=rollout["completion_mask"],
-          finish_reasons=[FINISH_LENGTH if f == LENGTH else FINISH_STOP for f in finish],
-          group_ids=rollout["group_ids"],
-          metadata=[{"answer": ex.answer, "task": ex.task, **(ex.info or {})} for ex in examples],
-          prompt_ids=prompt_ids, step=step), self.scorer)
+      out = self.reward(self.reward_input(examples, texts, rollout, step), self.scorer)
       scores = np.asarray(out.scores, np.float32)
       sample_mask = np.ones_like(scores) if out.sample_mask is None else np.asarray(
           out.sample_mask, np.float32)
+      if out.token_scores is not None:
+        token_scores = np.asarray(out.token_scores, np.float32)
     metrics = {"reward/correct": float(np.mean(scores))}
     raw = scores
     r = self.run.rewards
@@ -110,9 +103,35 @@ class RewardFn:
       sample_mask = sample_mask * (finish != LENGTH)
     metrics["rollout/truncated"] = float(np.mean(finish == LENGTH))
     metrics["rollout/length"] = float(np.mean(rollout["lengths"]))
-    if return_raw:
-      return scores, sample_mask, metrics, raw
-    return scores, sample_mask, metrics
+    return Scored(scores, sample_mask, token_scores, metrics, raw)
+
+  def reward_input(self, examples, texts, rollout: dict, step: int):
+    from rlx.rewards import FINISH_LENGTH, FINISH_STOP, RewardInput
+    prompt_ids = None
+    if "prompt_tokens" in rollout:  # the formatted prompts the policy saw
+      prompt_ids = [row[m > 0] for row, m in zip(rollout["prompt_tokens"],
+                                                 rollout["prompt_mask"])]
+    return RewardInput(
+        prompts=[ex.prompt for ex in examples], completions=texts,
+        completion_ids=rollout["completion_tokens"], completion_mask=rollout["completion_mask"],
+        finish_reasons=[FINISH_LENGTH if f == LENGTH else FINISH_STOP
+                        for f in rollout["finish_reason"]],
+        group_ids=rollout["group_ids"],
+        metadata=[{"answer": ex.answer, "task": ex.task, **(ex.info or {})} for ex in examples],
+        prompt_ids=prompt_ids, step=step, decode=self.decode)
+
+
+@dataclasses.dataclass
+class Scored:
+  """A reward's verdict on rollout rows: ``scores [R]`` (length-shaped), ``sample_mask [R]``
+  (0 drops a sample from the loss), ``token_scores [R,T] | None`` (dense / process rewards),
+  ``metrics`` and ``raw [R]`` (the scores before length shaping: LaSeR's verifier target)."""
+
+  scores: np.ndarray
+  sample_mask: np.ndarray
+  token_scores: np.ndarray | None
+  metrics: dict
+  raw: np.ndarray
 
 
 def make_group_filter(algo: rlx_config.AlgoSection) -> GroupFilter:
@@ -154,71 +173,63 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
   return rollout_to_host(rollout)
 
 
-def pad_rows(data: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-  """Pad to ``rows`` rows by repeating row 0 with zero loss mask and unique negative group ids,
-  so the update keeps one static shape: padding rows count in no numerator or denominator, sit in
-  groups of their own, and preparation leaves rows with ``group_id < 0`` out of batch-wide
-  statistics (reward mean, batch-scope σ)."""
-  have = len(data["rewards"])
-  if have >= rows:
-    return {k: v[:rows] for k, v in data.items()}
-  extra = rows - have
-  out = {}
-  for k, v in data.items():
-    out[k] = np.concatenate([v, np.repeat(v[:1], extra, axis=0)])
-  out["loss_mask"][have:] = 0
-  out["group_ids"][have:] = -1 - np.arange(extra)
-  return out
-
-
 @dataclasses.dataclass
 class Collected:
-  data: dict[str, np.ndarray]
+  traj: Trajectory | None  # None: the filter kept no group; the caller skips the update
   metrics: dict[str, Any]
   filter_state: Any
-  empty: bool = False  # the filter kept no group: the caller skips the update
+
+  @property
+  def empty(self) -> bool:
+    return self.traj is None
+
+
+def score_groups(setup, params, examples, reward_fn: RewardFn, key, step: int, *, n: int,
+                 greedy_baseline: bool = False) -> tuple[Trajectory, Scored, list[str]]:
+  """Sample ``n`` completions per example and score them: ``(trajectory, scored, texts)``.
+  ``greedy_baseline``: also score one greedy completion per prompt (ReMax's baseline, in
+  ``aux["greedy_rewards"]``)."""
+  data = sample_groups(setup, params, examples, key, n=n)
+  rows_examples = [ex for ex in examples for _ in range(n)]
+  texts = decode(setup.tokenizer, data["completion_tokens"], data["lengths"])
+  scored = reward_fn(rows_examples, texts, data, step)
+  aux = {"verifier_rewards": scored.raw}
+  if greedy_baseline:
+    greedy = sample_groups(setup, params, examples, jax.random.fold_in(key, 1000), n=1,
+                           greedy=True)
+    g_scored = reward_fn(examples, decode(setup.tokenizer, greedy["completion_tokens"],
+                                          greedy["lengths"]), greedy, step)
+    aux["greedy_rewards"] = np.repeat(g_scored.scores, n)
+  traj = Trajectory.from_rollout(data, scored.scores, token_rewards=scored.token_scores,
+                                 sample_mask=scored.sample_mask, aux=aux)
+  return traj, scored, texts
 
 
 def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: GroupFilter,
             filter_state, key, step: int) -> Collected:
-  """Sample, score, filter and refill one step's groups (docs/algorithms.md §11)."""
+  """Sample, score, filter and refill one step's groups (docs/algorithms.md §11); the kept
+  groups as a :class:`Trajectory` padded to ``algo.batch_size`` rows."""
   from rlx.data import fill_batch
-  run, algo = setup.run, setup.run.algo
-  g = algo.group_size
+  algo = setup.run.algo
   metrics: dict[str, Any] = {}
+  remax = algo.estimator is rlx_config.core.AdvantageEstimator.REMAX
 
   def sample_fn(round_index: int) -> ScoredGroups:
-    examples = next(example_iter)
-    data = sample_groups(setup, params, examples, jax.random.fold_in(key, round_index), n=g)
-    rows_examples = [ex for ex in examples for _ in range(g)]
-    texts = decode(setup.tokenizer, data["completion_tokens"], data["lengths"])
-    scores, sample_mask, m, raw = reward_fn(rows_examples, texts, data, step, return_raw=True)
-    data["verifier_rewards"] = raw  # before length shaping (LaSeR's target)
-    data["finished"] = (data["finish_reason"] != LENGTH).astype(np.float32)
-    data["greedy_rewards"] = np.zeros_like(scores)
-    if algo.estimator.value == "remax":
-      greedy = sample_groups(setup, params, examples, jax.random.fold_in(key, 1000 + round_index),
-                             n=1, greedy=True)
-      greedy_scores, _, _ = reward_fn(examples, decode(setup.tokenizer,
-                                                       greedy["completion_tokens"],
-                                                       greedy["lengths"]), greedy, step)
-      data["greedy_rewards"] = np.repeat(greedy_scores, g)
-    data["loss_mask"] = data["completion_mask"] * sample_mask[:, None]
-    data["rewards"] = scores
+    traj, scored, texts = score_groups(setup, params, next(example_iter), reward_fn,
+                                       jax.random.fold_in(key, round_index), step,
+                                       n=algo.group_size, greedy_baseline=remax)
     if round_index == 0:
-      metrics.update(m)
+      metrics.update(scored.metrics)
       metrics["sample/text"] = texts[0]
-    return ScoredGroups(rewards=scores, group_ids=data["group_ids"], data=data)
+    return ScoredGroups(rewards=traj.rewards, group_ids=traj.group_ids, data=traj)
 
   result, filter_state = fill_batch(sample_fn, group_filter, filter_state,
                                     num_groups=algo.num_prompts, max_refills=algo.max_refills)
   metrics.update({k: float(v) for k, v in result.metrics.items()})
   if len(result.rewards) == 0:
-    return Collected({}, metrics, filter_state, empty=True)
-  data = dict(result.data)
-  data["rewards"] = np.asarray(result.rewards, np.float32)
-  data["group_ids"] = np.asarray(result.group_ids, np.int32)
-  return Collected(pad_rows(data, algo.batch_size), metrics, filter_state)
+    return Collected(None, metrics, filter_state)
+  traj = result.data.replace(group_ids=np.asarray(result.group_ids, np.int32))
+  return Collected(traj.pad_to(algo.batch_size), metrics, filter_state)
 
 
 def answer_key(run: rlx_config.RunConfig, text: str) -> str | None:
@@ -267,14 +278,14 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
   out = {}
   greedy = sample_groups(setup, params, examples, key, n=1, greedy=True)
   texts = decode(setup.tokenizer, greedy["completion_tokens"], greedy["lengths"])
-  scores, _, _ = reward_fn(examples, texts, greedy, 0, shaped=False)
+  scores = reward_fn(examples, texts, greedy, 0, shaped=False).scores
   out["eval/greedy_accuracy"] = float(np.mean(scores >= 1.0))
   k = run.eval.num_samples
   sampled = sample_groups(setup, params, examples, jax.random.fold_in(key, 1), n=k,
                           temperature=run.eval.temperature)
   texts = decode(setup.tokenizer, sampled["completion_tokens"], sampled["lengths"])
-  scores, _, _ = reward_fn([ex for ex in examples for _ in range(k)], texts, sampled, 0,
-                           shaped=False)
+  scores = reward_fn([ex for ex in examples for _ in range(k)], texts, sampled, 0,
+                     shaped=False).scores
   correct = (scores >= 1.0).reshape(n_eval, k)
   out["eval/pass@1"] = float(np.mean(correct))
   out[f"eval/pass@{k}"] = float(np.mean(correct.any(axis=1)))

@@ -1,39 +1,37 @@
 """A training run from a config: build, restore, run the phases, checkpoint, log.
 
-``train(cfg, workdir)`` is what ``python -m rlx.train`` calls. A run has up to two phases:
-SFT (the whole run for ``algo.name="sft"``, or the warm start of an RL run) and RL. The global
-step counts updates across phases; every checkpoint records the phase, so a restarted run resumes
-in the right one with the same data order, optimizer state and RNG.
+``train(cfg, workdir)`` is what ``python -m rlx.train`` calls. A run is a plan of phases
+(:func:`phase_plan`): an SFT warm start (or the whole run for ``algo.name="sft"``), then the
+algorithm's main phase (``rlx.runtime.phases``), each run by the one driver
+(``rlx.runtime.phase.run_phase``). The global step counts updates across phases; every
+checkpoint records the phase, so a restarted run resumes in the right one with the same data
+order, optimizer state and RNG.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import logging
 import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from rlx import config as rlx_config
 from rlx import models
-from rlx.algorithms import sft
-from rlx.data import (ChatFormat, ExampleIterator, JsonlSource, PlainFormat, TaskSource,
-                      load_task_tokenizer, make_sft_batch)
+from rlx.data import ChatFormat, JsonlSource, PlainFormat, TaskSource, load_task_tokenizer
 from rlx.runtime import distributed
 from rlx.runtime import mesh as mesh_lib
 from rlx.runtime.checkpoint import Checkpointer, restore_params
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
+from rlx.runtime.phase import run_phase
+from rlx.runtime.sources import EVAL_SEED_OFFSET, file_splits
 from rlx.runtime.preemption import PreemptionGuard
-from rlx.optim import create_train_state, make_optimizer
 
 log = logging.getLogger("rlx")
 
-EVAL_SEED_OFFSET = 1_000_003  # held-out task examples come from a different stream seed
 
 
 @dataclasses.dataclass
@@ -62,21 +60,6 @@ def _tokenizer(run):
   return load_tokenizer(run.data.tokenizer)
 
 
-class _Slice(collections.abc.Sequence):
-  """Records ``[start, stop)`` of a source (a held-out tail, or the training part before it)."""
-
-  def __init__(self, source, start: int, stop: int):
-    self.source, self.start, self.stop = source, start, stop
-
-  def __len__(self):
-    return self.stop - self.start
-
-  def __getitem__(self, i):
-    if not 0 <= i < len(self):
-      raise IndexError(i)
-    return self.source[self.start + i]
-
-
 def _file_source(run, path):
   from rlx.data import ColumnMapping, ParquetSource, gsm8k_answer, last_boxed
   d = run.data
@@ -100,20 +83,6 @@ def _sources(run):
             TaskSource(d.task, size=max(d.eval_size, 1), seed=run.seed + EVAL_SEED_OFFSET,
                        difficulty=difficulty))
   return file_splits(d, lambda path: _file_source(run, path))
-
-
-def file_splits(d: rlx_config.DataSection, make):
-  """``(train, held-out)`` sources of a file: ``make(data.eval_path)`` if set, else the last
-  ``data.eval_size`` records of ``make(data.path)`` (at least one record stays for training)."""
-  src = make(d.path)
-  if d.eval_path:
-    return src, make(d.eval_path)
-  held = min(d.eval_size, len(src) - 1)
-  if held < 1:
-    raise rlx_config.ConfigError(
-        f"config.data.path={d.path!r}: {len(src)} record(s) leave none to hold out for "
-        "evaluation; set data.eval_path or add records")
-  return _Slice(src, 0, len(src) - held), _Slice(src, len(src) - held, len(src))
 
 
 def build(cfg, workdir: str) -> Setup:
@@ -165,73 +134,6 @@ def _check_batch_rows(run: rlx_config.RunConfig, layout) -> None:
           f"{layout.size} devices of mesh {dict(layout.mesh.shape)} split batch rows over it)")
 
 
-# ---------------------------------------------------------------------------------------------
-# SFT phase.
-
-
-@dataclasses.dataclass(frozen=True)
-class SFTPhase:
-  steps: int
-  learning_rate: float
-  batch_size: int
-  micro_batch_size: int
-
-
-def sft_phase_of(run: rlx_config.RunConfig) -> SFTPhase | None:
-  if run.algo.name is rlx_config.Algorithm.SFT:
-    return SFTPhase(run.num_steps, run.optim.learning_rate, run.algo.batch_size,
-                    run.algo.micro_batch)
-  if run.warm_start.sft_steps > 0:
-    return SFTPhase(run.warm_start.sft_steps, run.warm_start.learning_rate,
-                    run.warm_start.batch_size, run.warm_start.batch_size)
-  return None
-
-
-def run_sft(setup: Setup, phase: SFTPhase, params, resume: dict | None, step_offset: int = 0):
-  """SFT updates ``resume['phase_step'] .. phase.steps``; returns ``(params, preempted)``."""
-  run = setup.run
-  opt = make_optimizer(run.optim, phase.steps)
-  state = create_train_state(opt, params, run.seed, layout=setup.layout)
-  # Each host loads its block of every global batch; the blocks are gathered into the batch.
-  if phase.batch_size % jax.process_count():
-    raise rlx_config.ConfigError(
-        f"SFT batch size {phase.batch_size} must be a multiple of the {jax.process_count()} "
-        "processes (algo.batch_size / warm_start.batch_size)")
-  examples = ExampleIterator(setup.train_source, batch_size=phase.batch_size // jax.process_count(),
-                             seed=run.seed, shuffle=run.data.shuffle,
-                             process_index=jax.process_index(), process_count=jax.process_count())
-  if resume is not None:
-    restored, host = setup.checkpointer.restore(resume["step"], {"train": state})
-    state = restored["train"]
-    examples.set_state(host["data"])
-  update = sft.make_sft_update(setup.graphdef, setup.model_config, opt,
-                               micro_batch_size=phase.micro_batch_size,
-                               chunk_size=run.model.logprob_chunk, layout=setup.layout)
-  hparams = {"lr": jnp.float32(phase.learning_rate)}
-  step = int(state.step)
-
-  def save(force=False):
-    setup.checkpointer.save(step_offset + step, {"train": state},
-                            {"phase": "sft", "phase_step": step, "data": examples.get_state()},
-                            force=force)
-
-  while step < phase.steps:
-    b = make_sft_batch(next(examples), setup.tokenizer, formatter=setup.formatter,
-                       max_len=run.data.max_seq_len, truncate=True)
-    batch = sft.sft_batch(*(distributed.gather_rows(b[k]) for k in ("tokens", "mask",
-                                                                     "loss_mask")))
-    state, metrics = update(state, batch, hparams)
-    step += 1
-    setup.writer.push(step_offset + step, metrics, {"phase": "sft"})
-    if setup.guard.stop_requested():
-      save(force=True)
-      return state.params, True
-    if step % run.checkpoint.every_steps == 0 or step == phase.steps:
-      save()
-  setup.writer.flush()
-  return state.params, False
-
-
 def eval_table(evals: list[dict]) -> str:
   """Held-out metrics at the start and the end of the RL phase, as a text table."""
   if not evals:
@@ -259,59 +161,64 @@ def export(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str, 
   return out
 
 
+def phase_plan(setup: Setup) -> list[tuple[str, int, Any]]:
+  """The run's phases in order: ``(name, steps, make(params) -> Phase)``. An SFT warm start (or
+  the whole run for ``algo.name="sft"``), then the main phase of the algorithm."""
+  from rlx.runtime import phases
+  run = setup.run
+  plan = []
+  schedule = phases.sft_schedule(run)
+  if schedule is not None:
+    plan.append(("sft", schedule.steps, lambda p: phases.SFTPhase(setup, p, schedule)))
+  if run.is_rl:
+    make = phases.MAIN_PHASES[run.algo.name]
+    plan.append((make.phase_name(run), run.num_steps, lambda p: make(setup, p)))
+  return plan
+
+
 def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -> dict:
   """Run (or resume) the config's training in ``workdir``; returns a summary dict.
 
   Returns early with ``{"preempted": True}`` after a SIGTERM/SIGINT (the checkpoint is written).
+  Every checkpoint names its phase and step within it, so a restart resumes in the right phase;
+  a phase that had finished hands its final parameters (from the checkpoint) to the next.
   """
   setup = build(cfg, workdir)
-  run = setup.run
-  ckpt = setup.checkpointer
+  run, ckpt = setup.run, setup.checkpointer
   latest = ckpt.latest_step()
   host = ckpt.restore_host(latest) if latest is not None else None
   summary: dict[str, Any] = {"workdir": workdir, "resumed_from": latest, "preempted": False}
-  params = setup.init_params
-  sft_phase = sft_phase_of(run)
-  setup.writer.total_steps = (sft_phase.steps if sft_phase is not None else 0) + (
-      run.num_steps if run.is_rl else 0)
+  plan = phase_plan(setup)
+  setup.writer.total_steps = sum(steps for _, steps, _ in plan)
+  offsets = [sum(steps for _, steps, _ in plan[:i]) for i in range(len(plan))]
+  params, start, resume = setup.init_params, 0, None
+  if host is not None:
+    start = [name for name, _, _ in plan].index(host["phase"])
+    if host["phase_step"] >= plan[start][1]:  # that phase had finished: its params go on
+      start += 1
+      params = restore_params(ckpt.directory, params, step=latest)
+    else:
+      resume = {"step": latest, "phase_step": host["phase_step"]}
   with setup.guard:
     try:
-      sft_done = sft_phase is None or (host is not None and (
-          host["phase"] != "sft" or host["phase_step"] >= sft_phase.steps))
-      if not sft_done:
-        resume = None if host is None else {"step": latest}
-        params, preempted = run_sft(setup, sft_phase, params, resume)
+      for (name, _, make), offset in list(zip(plan, offsets))[start:]:
+        params, preempted, phase_summary = run_phase(setup, make(params), resume,
+                                                     step_offset=offset)
+        resume = None
+        summary.update(phase_summary)
         if preempted:
           summary["preempted"] = True
           return summary
-      if run.is_rl:
-        from rlx.runtime import loop  # needs rlx.sampling
-        rl_host = host if host is not None and host["phase"] != "sft" else None
-        offset = sft_phase.steps if sft_phase is not None else 0
-        if sft_done and rl_host is None and sft_phase is not None and host is not None:
-          # Resuming right after a finished warm start: its final params are in the checkpoint.
-          params = restore_params(ckpt.directory, params, step=latest)
-        main_phase = loop.run_rl
-        if run.algo.name in rlx_config.PREFERENCE_ALGORITHMS:  # dpo, rm, iterative_dpo
-          from rlx.runtime.preference import run_preference
-          main_phase = run_preference
-        params, preempted, rl_summary = main_phase(
-            setup, params,
-            None if rl_host is None else {"step": latest, "phase_step": rl_host["phase_step"]},
-            step_offset=offset)
-        summary.update(rl_summary)
-        summary["preempted"] = preempted
-        if preempted:
-          return summary
-        if jax.process_index() == 0 and run.logging.stdout:
-          print(eval_table(summary.get("evals", [])), flush=True)
-      elif sft_done and host is not None:
-        params = restore_params(ckpt.directory, params, step=latest)
+      if jax.process_index() == 0 and run.logging.stdout and summary.get("evals"):
+        print(eval_table(summary["evals"]), flush=True)
       summary["params"] = params
       if jax.process_index() == 0:
         setup.writer.flush()
         summary["plots"] = plot_learning_curves(os.path.join(workdir, "metrics.jsonl"),
                                                 os.path.join(workdir, "plots", "learning_curves.png"))
+        if run.algo.name in rlx_config.PREFERENCE_ALGORITHMS:
+          from rlx.runtime.preference import plot_preference
+          summary["preference_plot"] = plot_preference(workdir)
         if summary["plots"] and run.logging.stdout:
           print(f"plots: {summary['plots']}", flush=True)
       return summary

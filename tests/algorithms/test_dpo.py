@@ -9,7 +9,7 @@ import pytest
 from rlx import config as rlx_config
 from rlx import core
 from rlx import models
-from rlx.algorithms import dpo
+from rlx.algorithms import dpo, learner
 from rlx.data import SyntheticPreferenceSource, UnpairedView, load_task_tokenizer
 from rlx.data import preference as pref_data
 from rlx.optim import init_train_state, make_optimizer
@@ -64,6 +64,12 @@ def direct_logps(params, tokens, mask, loss_mask):
 
 
 GRAPHDEF, PARAMS = models.init_params(CONFIG, 0)
+
+
+def preference_gradients(params, batch, hp, spec):
+  """``(grads, metrics)`` of one batch: the learner with the spec's preference objective."""
+  return learner.minibatch_gradients(dpo.PreferenceObjective(GRAPHDEF, CONFIG, spec), params,
+                                     batch, hp, spec.micro_batch_size)
 
 
 def log_sigmoid(x):
@@ -146,8 +152,7 @@ def test_dpo_gradient_equals_spec_and_is_exact_over_micro_batches():
   grads = {}
   for micro in (4, 2):
     spec = dpo.PrefSpec(loss=Loss.DPO, micro_batch_size=micro)
-    grads[micro], metrics = jax.jit(lambda p: dpo.preference_gradients(
-        GRAPHDEF, p, batch, hp, config=CONFIG, spec=spec))(PARAMS)
+    grads[micro], metrics = jax.jit(lambda p: preference_gradients(p, batch, hp, spec))(PARAMS)
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["logps/chosen"], np.mean(pc[:3]), rtol=1e-5)
     c, j = pc[:3] - batch.ref_chosen[:3], pr[:3] - batch.ref_rejected[:3]
@@ -171,8 +176,7 @@ def test_kto_reference_point_is_over_the_whole_batch():
   out = {}
   for micro in (4, 2):
     spec = dpo.PrefSpec(loss=Loss.KTO, micro_batch_size=micro)
-    out[micro] = jax.jit(lambda p: dpo.preference_gradients(GRAPHDEF, p, batch, hp,
-                                                            config=CONFIG, spec=spec))(PARAMS)
+    out[micro] = jax.jit(lambda p: preference_gradients(p, batch, hp, spec))(PARAMS)
   logps = direct_logps(PARAMS, arrays["tokens"], arrays["mask"], arrays["loss_mask"])
   kl = direct_logps(PARAMS, arrays["kl_tokens"], arrays["kl_mask"], arrays["kl_loss_mask"])
   z_ref = max(float(np.mean(kl - ref_kl)), 0.0)

@@ -11,7 +11,7 @@ import pytest
 from rlx import config as rlx_config
 from rlx import core
 from rlx import models
-from rlx.algorithms import grpo
+from rlx.algorithms import grpo, learner
 from rlx.algorithms.common import target_logprobs
 from rlx.optim import init_train_state, make_optimizer
 
@@ -56,8 +56,9 @@ def test_micro_batched_gradients_equal_full_batch(aggregation):
   grads = {}
   for micro in (B, 2):
     s = dataclasses.replace(spec, micro_batch_size=micro)
-    grads[micro] = jax.jit(lambda p, b, h, s=s: grpo.minibatch_gradients(
-        p, b, h, graphdef=graphdef, config=CONFIG, spec=s))(params, batch, hyper())
+    grads[micro] = jax.jit(lambda p, b, h, s=s: learner.minibatch_gradients(
+        grpo.PolicyObjective(graphdef, CONFIG, s), p, b, h, s.micro_batch_size))(
+            params, batch, hyper())
   np.testing.assert_allclose(grads[B][1]["loss/total"], grads[2][1]["loss/total"], rtol=1e-6,
                              atol=1e-7)
   np.testing.assert_allclose(grads[B][1]["clipfrac"], grads[2][1]["clipfrac"], atol=1e-6)
@@ -68,8 +69,8 @@ def test_micro_batched_gradients_equal_full_batch(aggregation):
 def test_ratio_one_pg_loss_is_minus_mean_advantage():
   graphdef, params = models.init_params(CONFIG, 0)
   batch = make_batch(graphdef, params)  # old log-probs = current: ρ = 1
-  _, metrics = grpo.minibatch_gradients(params, batch, hyper(), graphdef=graphdef,
-                                        config=CONFIG, spec=grpo.GRPOSpec())
+  _, metrics = learner.minibatch_gradients(grpo.PolicyObjective(graphdef, CONFIG, grpo.GRPOSpec()),
+                                           params, batch, hyper())
   expected = -core.masked_mean(batch.advantages, batch.loss_mask)
   np.testing.assert_allclose(metrics["loss/pg"], expected, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(metrics["ratio_mean"], 1.0, atol=1e-5)

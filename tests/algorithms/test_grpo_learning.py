@@ -13,12 +13,21 @@ from rlx import config as rlx_config
 from rlx import core
 from rlx import models
 from rlx.algorithms import grpo
+from rlx.algorithms.trajectory import Trajectory
 from rlx.optim import init_train_state, make_optimizer
 from rlx.sampling import SamplingParams, sample
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
                             head_dim=16, d_ff=64)
 TARGET = 7
+ROLLOUT_FIELDS = ("prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask",
+                  "logprobs", "lengths", "finish_reason", "group_ids")
+
+
+def trajectory(rollout, rewards, token_rewards=None) -> Trajectory:
+  """The sampler's rollout (device arrays) and its scores as a host trajectory."""
+  host = {f: np.asarray(getattr(rollout, f)) for f in ROLLOUT_FIELDS}
+  return Trajectory.from_rollout(host, rewards, token_rewards=token_rewards)
 
 
 @pytest.mark.slow
@@ -44,9 +53,7 @@ def test_grpo_raises_mean_reward(estimator):
     comp = np.asarray(r.completion_tokens)
     rewards = (comp == TARGET).mean(axis=1).astype(np.float32)
     rewards_seen.append(rewards.mean())
-    batch, _ = prepare(state.params, None, r.prompt_tokens, r.prompt_mask, r.completion_tokens,
-                       r.completion_mask, r.completion_mask, r.logprobs, rewards, r.group_ids,
-                       np.zeros_like(rewards), grpo.PrepareHyper.create())
+    batch, _ = prepare(state.params, None, trajectory(r, rewards), grpo.PrepareHyper.create())
     state, metrics = update(state, batch, hp)
   assert np.mean(rewards_seen[-3:]) > np.mean(rewards_seen[:3]) + 0.2, rewards_seen
 
@@ -82,10 +89,9 @@ def test_ppo_raises_mean_reward():
     # Dense token rewards: +1/8 for every 7 (PPO supports per-token rewards).
     token_rewards = (np.asarray(r.completion_tokens) == TARGET) / 8.0
     rewards_seen.append(token_rewards.sum(1).mean())
-    batch, _ = prepare(state.params, None, state.value_params, r.prompt_tokens, r.prompt_mask,
-                       r.completion_tokens, r.completion_mask, r.completion_mask, r.logprobs,
-                       np.zeros(len(token_rewards), np.float32), token_rewards,
-                       grpo.PrepareHyper.create(), 0.95)
+    traj = trajectory(r, np.zeros(len(token_rewards), np.float32), token_rewards)
+    batch, _ = prepare(state.params, None, state.value_params, traj,
+                       grpo.PrepareHyper.create(lam=0.95))
     state, metrics = update(state, batch, hp)
   assert np.isfinite(float(metrics["loss/value"]))
   assert np.mean(rewards_seen[-3:]) > np.mean(rewards_seen[:3]) + 0.2, rewards_seen

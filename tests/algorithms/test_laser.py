@@ -12,7 +12,7 @@ import numpy as np
 
 from rlx import config as rlx_config
 from rlx import models
-from rlx.algorithms import grpo, laser
+from rlx.algorithms import grpo, laser, learner
 from rlx.rewards.label_free import laser_aux_loss, laser_class_weights, laser_mix_advantages
 from rlx.runtime.metrics import read_metrics
 from rlx.optim import init_train_state, make_optimizer
@@ -67,11 +67,12 @@ def test_aux_loss_equals_reference_and_is_exact_under_micro_batching():
   r_s = 0.1 * (np.asarray(lp) + 3.0)
   w = laser_class_weights(r_v, fin.astype(bool))
   expected = laser_aux_loss(r_s, r_v, w, fin, alpha=1.0)
-  gspec = grpo.GRPOSpec(laser=spec)
-  h = grpo.Hyper.create(lr=1e-3, laser_alpha=0.1, laser_beta=0.1)
-  full = grpo.minibatch_gradients(params, batch, h, graphdef=graphdef, config=CONFIG, spec=gspec)
-  micro = grpo.minibatch_gradients(params, batch, h, graphdef=graphdef, config=CONFIG,
-                                   spec=dataclasses.replace(gspec, micro_batch_size=2))
+  gspec = grpo.GRPOSpec(aux=(spec,))
+  h = grpo.Hyper.create(lr=1e-3, aux={"laser/coef": 0.1, "laser/beta": 0.1})
+  gradients = lambda s: learner.minibatch_gradients(grpo.PolicyObjective(graphdef, CONFIG, s),
+                                                    params, batch, h, s.micro_batch_size)
+  full = gradients(gspec)
+  micro = gradients(dataclasses.replace(gspec, micro_batch_size=2))
   np.testing.assert_allclose(full[1]["loss/laser"], expected, rtol=1e-5)
   np.testing.assert_allclose(micro[1]["loss/laser"], expected, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(full[0]), jax.tree.leaves(micro[0])):
@@ -92,9 +93,9 @@ def test_update_minimises_the_aux_loss_and_raises_f1():
   ref = jax.tree.map(jnp.copy, params)
   run = rlx_config.validate(rlx_config.default_config())
   opt = make_optimizer(run.optim, 100)
-  update = grpo.make_grpo_update(graphdef, CONFIG, opt, grpo.GRPOSpec(laser=spec))
+  update = grpo.make_grpo_update(graphdef, CONFIG, opt, grpo.GRPOSpec(aux=(spec,)))
   state = init_train_state(opt, params, 0)
-  h = grpo.Hyper.create(lr=1e-2, laser_alpha=1.0, laser_beta=0.1)
+  h = grpo.Hyper.create(lr=1e-2, aux={"laser/coef": 1.0, "laser/beta": 0.1})
   hp = laser.LaserHyper.create(beta_v=0.1)
   losses, f1s = [], []
   for _ in range(25):

@@ -1,6 +1,6 @@
-"""Padding rows of a static RL batch (``rlx.runtime.rollouts.pad_rows``) change nothing: not the
-advantages of real rows (batch-scope σ included), not the logged reward mean, and a minibatch of
-padding rows only takes no optimizer step."""
+"""Padding rows of a static RL batch (``Trajectory.pad_to``) change nothing: not the advantages
+of real rows (batch-scope σ included), not the logged reward mean (GRPO and PPO preparation),
+and a minibatch of padding rows only takes no optimizer step."""
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +9,8 @@ import numpy as np
 from rlx import config as rlx_config
 from rlx import core
 from rlx import models
-from rlx.algorithms import grpo
-from rlx.runtime.rollouts import pad_rows
+from rlx.algorithms import grpo, ppo
+from rlx.algorithms.trajectory import Trajectory
 from rlx.optim import init_train_state, make_optimizer
 
 CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
@@ -18,25 +18,50 @@ CONFIG = models.ModelConfig(vocab_size=512, d_model=32, n_layers=1, n_heads=2, n
 P, T = 4, 6
 
 
-def rollout_data(rows, seed=0):
+def rollout_data(rows, seed=0) -> Trajectory:
+  """A scored trajectory of ``rows`` real rows (groups of 2), host arrays."""
   rng = np.random.default_rng(seed)
-  return {
-      "prompt_tokens": rng.integers(4, 512, (rows, P)).astype(np.int32),
-      "prompt_mask": np.ones((rows, P), np.float32),
-      "completion_tokens": rng.integers(4, 512, (rows, T)).astype(np.int32),
-      "completion_mask": np.ones((rows, T), np.float32),
-      "loss_mask": np.ones((rows, T), np.float32),
-      "logprobs": -rng.random((rows, T)).astype(np.float32),
-      "rewards": rng.random(rows).astype(np.float32),
-      "group_ids": (np.arange(rows) // 2).astype(np.int32),
-      "greedy_rewards": np.zeros(rows, np.float32),
-  }
+  return Trajectory(
+      prompt_tokens=rng.integers(4, 512, (rows, P)).astype(np.int32),
+      prompt_mask=np.ones((rows, P), np.float32),
+      completion_tokens=rng.integers(4, 512, (rows, T)).astype(np.int32),
+      completion_mask=np.ones((rows, T), np.float32),
+      loss_mask=np.ones((rows, T), np.float32),
+      sampler_logprobs=-rng.random((rows, T)).astype(np.float32),
+      rewards=rng.random(rows).astype(np.float32),
+      token_rewards=np.zeros((rows, T), np.float32),
+      group_ids=(np.arange(rows) // 2).astype(np.int32),
+      sample_mask=np.ones((rows,), np.float32),
+      finished=np.ones((rows,), np.float32),
+      aux={"greedy_rewards": np.zeros(rows, np.float32)})
 
 
-def test_pad_rows_marks_padding_with_negative_unique_groups():
-  out = pad_rows(rollout_data(4), 7)
-  np.testing.assert_array_equal(out["group_ids"], [0, 0, 1, 1, -1, -2, -3])
-  assert out["loss_mask"][4:].sum() == 0 and out["loss_mask"][:4].sum() == 4 * T
+def padded_with_large_rewards(traj: Trajectory, rows: int) -> Trajectory:
+  padded = traj.pad_to(rows)
+  rewards = np.array(padded.rewards)
+  rewards[traj.num_rows:] = 100.0  # would dominate the mean and σ if counted
+  return padded.replace(rewards=rewards)
+
+
+def test_pad_to_marks_padding_with_negative_unique_groups():
+  data = rollout_data(4)
+  out = data.pad_to(7)
+  assert out.num_rows == 7
+  np.testing.assert_array_equal(out.group_ids, [0, 0, 1, 1, -1, -2, -3])
+  assert out.loss_mask[4:].sum() == 0 and out.loss_mask[:4].sum() == 4 * T
+  np.testing.assert_array_equal(out.sample_mask, [1, 1, 1, 1, 0, 0, 0])
+  # Padding rows repeat row 0 (valid tokens, so the forward pass stays finite); real rows are
+  # unchanged, auxiliary inputs included.
+  np.testing.assert_array_equal(out.completion_tokens[4:], np.repeat(data.completion_tokens[:1],
+                                                                     3, axis=0))
+  for a, b in zip(jax.tree.leaves(data), jax.tree.leaves(jax.tree.map(lambda x: x[:4], out))):
+    np.testing.assert_array_equal(a, b)
+  assert out.aux["greedy_rewards"].shape == (7,)
+  # The original is not modified, and more rows than asked truncates.
+  assert data.num_rows == 4 and data.loss_mask.sum() == 4 * T
+  cut = data.pad_to(3)
+  assert cut.num_rows == 3 and cut.sample_mask.sum() == 3
+  np.testing.assert_array_equal(cut.group_ids, [0, 0, 1])
 
 
 def test_batch_std_with_row_mask_equals_unpadded_batch():
@@ -59,16 +84,45 @@ def test_prepare_ignores_padding_rows():
   graphdef, params = models.init_params(CONFIG, 0)
   prepare = grpo.make_prepare(graphdef, CONFIG, grpo.PrepareSpec.from_config(run.algo))
   hp = grpo.PrepareHyper.create()
-  keys = ("prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "loss_mask",
-          "logprobs", "rewards", "group_ids", "greedy_rewards")
   data = rollout_data(4)
-  padded = pad_rows(dict(data), 8)
-  padded["rewards"][4:] = 100.0  # would dominate the mean and σ if counted
-  b_real, m_real = prepare(params, None, *(data[k] for k in keys), hp)
-  b_pad, m_pad = prepare(params, None, *(padded[k] for k in keys), hp)
-  np.testing.assert_allclose(m_pad["reward/mean"], np.mean(data["rewards"]), rtol=1e-6)
+  padded = padded_with_large_rewards(data, 8)
+  b_real, m_real = prepare(params, None, data, hp)
+  b_pad, m_pad = prepare(params, None, padded, hp)
+  np.testing.assert_allclose(m_pad["reward/mean"], np.mean(data.rewards), rtol=1e-6)
   np.testing.assert_allclose(b_pad.advantages[:4], b_real.advantages, rtol=1e-5, atol=1e-6)
   assert float(jnp.abs(b_pad.advantages[4:]).sum()) == 0.0
+
+
+def test_grpo_prepare_reward_mean_excludes_padding_rows():
+  run = rlx_config.validate(rlx_config.default_config())
+  graphdef, params = models.init_params(CONFIG, 0)
+  prepare = grpo.make_prepare(graphdef, CONFIG, grpo.PrepareSpec.from_config(run.algo))
+  hp = grpo.PrepareHyper.create()
+  data = rollout_data(4, seed=3)
+  _, m_real = prepare(params, params, data, hp)
+  _, m_pad = prepare(params, params, padded_with_large_rewards(data, 8), hp)
+  np.testing.assert_allclose(m_real["reward/mean"], np.mean(data.rewards), rtol=1e-6)
+  np.testing.assert_allclose(m_pad["reward/mean"], m_real["reward/mean"], rtol=1e-6)
+
+
+def test_ppo_prepare_reward_mean_excludes_padding_rows():
+  cfg = rlx_config.default_config()
+  rlx_config.apply_algorithm(cfg, "ppo")
+  run = rlx_config.validate(cfg)
+  graphdef, params = models.init_params(CONFIG, 0)
+  value_graphdef, value_params = models.init_params(CONFIG, 1, cls=models.ValueModel)
+  prepare = ppo.make_ppo_prepare(graphdef, value_graphdef, CONFIG,
+                                 grpo.PrepareSpec.from_config(run.algo))
+  hp = grpo.PrepareHyper.create(lam=0.95)
+  data = rollout_data(4, seed=3)
+  b_real, m_real = prepare(params, params, value_params, data, hp)
+  b_pad, m_pad = prepare(params, params, value_params, padded_with_large_rewards(data, 8), hp)
+  np.testing.assert_allclose(m_real["reward/mean"], np.mean(data.rewards), rtol=1e-6)
+  np.testing.assert_allclose(m_pad["reward/mean"], m_real["reward/mean"], rtol=1e-6)
+  # GAE advantages are whitened over trained tokens: padding rows are not among them.
+  np.testing.assert_allclose(b_pad.policy.advantages[:4], b_real.policy.advantages, rtol=1e-5,
+                             atol=1e-6)
+  assert float(jnp.abs(b_pad.policy.advantages[4:]).sum()) == 0.0
 
 
 def test_all_padding_minibatch_takes_no_optimizer_step():

@@ -7,7 +7,7 @@ import numpy as np
 from flax import nnx
 
 from rlx import models
-from rlx.algorithms import dpo, rm
+from rlx.algorithms import dpo, learner, rm
 from rlx.data import SyntheticPreferenceSource, load_task_tokenizer
 from rlx.data import preference as pref_data
 from rlx.rewards import RewardInput, get_reward
@@ -51,9 +51,8 @@ def test_bradley_terry_loss_on_model_scores_and_micro_batches():
   _, arrays = pairs_batch(n=3, rows=4)
   batch = dpo.PairBatch.create(arrays)
   hp = dpo.PrefHyper.create(lr=1.0, margin_coef=2.0, center_coef=0.01)
-  out = {micro: jax.jit(lambda p: rm.rm_gradients(graphdef, p, batch, hp,
-                                                  micro_batch_size=micro))(params)
-         for micro in (4, 2)}
+  out = {micro: jax.jit(lambda p: learner.minibatch_gradients(
+      rm.RewardModelObjective(graphdef), p, batch, hp, micro))(params) for micro in (4, 2)}
   sc = direct_scores(graphdef, params, arrays["chosen_tokens"][:3], arrays["chosen_mask"][:3])
   sr = direct_scores(graphdef, params, arrays["rejected_tokens"][:3],
                      arrays["rejected_mask"][:3])

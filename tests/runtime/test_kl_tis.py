@@ -8,7 +8,7 @@ import numpy as np
 
 from rlx import config as rlx_config
 from rlx import models
-from rlx.algorithms import grpo
+from rlx.algorithms import grpo, learner
 from rlx.runtime.metrics import read_metrics
 from rlx.runtime.run import train
 from tests.algorithms.test_padding_rows import CONFIG, rollout_data
@@ -44,22 +44,20 @@ def test_truncated_importance_weights_reach_the_update():
   spec = grpo.PrepareSpec.from_config(run.algo)
   assert spec.tis
   prepare = grpo.make_prepare(graphdef, CONFIG, spec)
-  keys = ("prompt_tokens", "prompt_mask", "completion_tokens", "completion_mask", "loss_mask",
-          "logprobs", "rewards", "group_ids", "greedy_rewards")
   data = rollout_data(4)
   hp = grpo.PrepareHyper.create(tis_cap=1.5)
-  batch, _ = prepare(params, None, *(data[k] for k in keys), hp)
+  batch, _ = prepare(params, None, data, hp)
   # A sampler whose log-probs differ from the trainer's by ±0.5 nats (e.g. bfloat16 sampling).
-  noise = np.random.default_rng(1).normal(0, 0.5, data["logprobs"].shape).astype(np.float32)
-  data["logprobs"] = np.asarray(batch.old_logprobs) + noise
-  batch, _ = prepare(params, None, *(data[k] for k in keys), hp)
-  expected = np.minimum(np.exp(np.asarray(batch.old_logprobs) - data["logprobs"]), 1.5)
-  np.testing.assert_allclose(batch.importance_weights, expected * data["loss_mask"], rtol=1e-5)
+  noise = np.random.default_rng(1).normal(0, 0.5, data.sampler_logprobs.shape).astype(np.float32)
+  data = data.replace(sampler_logprobs=np.asarray(batch.old_logprobs) + noise)
+  batch, _ = prepare(params, None, data, hp)
+  expected = np.minimum(np.exp(np.asarray(batch.old_logprobs) - data.sampler_logprobs), 1.5)
+  np.testing.assert_allclose(batch.importance_weights, expected * data.loss_mask, rtol=1e-5)
   assert np.any(expected == 1.5) and np.any(expected < 1.5)
   # ρ = 1 (old = current): the PG loss is −mean(w·A) over tokens.
-  _, metrics = grpo.minibatch_gradients(params, batch, grpo.Hyper.create(lr=0.0),
-                                        graphdef=graphdef, config=CONFIG, spec=grpo.GRPOSpec())
-  m = data["loss_mask"]
+  _, metrics = learner.minibatch_gradients(grpo.PolicyObjective(graphdef, CONFIG, grpo.GRPOSpec()),
+                                           params, batch, grpo.Hyper.create(lr=0.0))
+  m = data.loss_mask
   np.testing.assert_allclose(
       metrics["loss/pg"], -np.sum(expected * np.asarray(batch.advantages) * m) / m.sum(),
       rtol=1e-5, atol=1e-7)

@@ -1,6 +1,8 @@
 """Preference runs from config files: DPO learns separable pairs, precomputed reference log-probs
 give the on-the-fly trajectory, SIGTERM → resume equals an uninterrupted run (offline and
-iterative DPO), a reward model learns the pairs and PPO raises its score."""
+iterative DPO), a reward model learns the pairs and PPO raises its score; on an 8-device mesh
+iterative DPO samples with the sampling layout (``python -m tests.runtime.test_preference_runs``
+runs that check in its own process)."""
 
 import contextlib
 import json
@@ -18,6 +20,7 @@ from rlx.runtime import restore_params
 from rlx.runtime.metrics import MetricsWriter, read_metrics
 from rlx.runtime.run import build, train
 from tests.algorithms.test_dpo import compilation_cache, jax_cache_dir  # noqa: F401 (fixtures)
+from tests.scale.helpers import results, run_module
 from tests.test_configs import load
 
 # The synthetic pairs of configs/dpo.py, one-step expressions, a short run (same shapes in every
@@ -251,6 +254,51 @@ def test_iterative_dpo_evaluates_after_rounds_and_every_n_updates(tmp_path, monk
   assert [r["step"] for r in records if "eval/greedy_accuracy" in r] == [0, 2, 3, 4, 6, 8, 9]
 
 
+# One round, one update, on 8 simulated CPU devices: training FSDP over 8, sampling replicated.
+MESH_ITERATIVE = {**ITERATIVE, "num_steps": 1, "pref.rounds": 1, "algo.group_size": 2,
+                  "algo.batch_size": 8, "sampling.max_new_tokens": 4, "rewards.name": "task",
+                  "eval.num_examples": 8, "eval.num_samples": 1, "checkpoint.every_steps": 1000,
+                  "mesh.fsdp": -1, "mesh.rules": "fsdp", "mesh.sampling_rules": "replicated"}
+
+
+def sampling_layout_check(workdir: str) -> dict:
+  """Run MESH_ITERATIVE with ``rollouts.sample_groups`` recording, per call, whether every
+  parameter it is given lies in the sampling layout, and whether any lies otherwise in the
+  training layout (so that the check can tell them apart)."""
+  from rlx.runtime import rollouts
+  calls = []
+  sample_groups = rollouts.sample_groups
+
+  def recording(setup, params, examples, key, **kw):
+    lay = setup.layout
+    same = lambda x, s: x.sharding.is_equivalent_to(s, x.ndim)
+    leaves = jax.tree.leaves(params)
+    calls.append({
+        "rows": len(examples) * kw.get("n", 1),
+        "sampling": all(same(x, s) for x, s in zip(
+            leaves, jax.tree.leaves(lay.sampling_shardings(params)), strict=True)),
+        "differs_from_train": any(not same(x, s) for x, s in zip(
+            leaves, jax.tree.leaves(lay.tree_shardings(params)), strict=True))})
+    return sample_groups(setup, params, examples, key, **kw)
+
+  rollouts.sample_groups = recording
+  out = train(config("iterative_dpo", MESH_ITERATIVE), workdir)
+  return {"devices": jax.device_count(), "calls": calls, "preempted": out["preempted"],
+          "params_finite": all(bool(np.all(np.isfinite(np.asarray(x))))
+                               for x in jax.tree.leaves(out["params"]))}
+
+
+def test_iterative_dpo_samples_with_the_sampling_layout():
+  """On 8 simulated devices with ``mesh.rules="fsdp"`` and ``mesh.sampling_rules="replicated"``
+  every sampler call of iterative DPO (the round's samples, the anchored initial policy's, the
+  evaluation's greedy and sampled completions) gets the parameters in the sampling layout."""
+  r = results(run_module("tests.runtime.test_preference_runs", devices=8, timeout=300))
+  assert r["devices"] == 8 and not r["preempted"] and r["params_finite"], r
+  # Eval before and after the round (greedy + sampled), the round's policy and anchor samples.
+  assert len(r["calls"]) == 6, r
+  assert all(c["sampling"] and c["differs_from_train"] for c in r["calls"]), r
+
+
 def test_best_worst_pairs_rules():
   from rlx.runtime.preference import best_worst_pairs
   scores = np.array([[0.0, 1.0, 0.5], [1.0, 1.0, 1.0], [0.2, 0.9, 0.1]])
@@ -289,3 +337,11 @@ def test_policy_judges_itself(tmp_path, monkeypatch):
   out = get_reward("llm_judge")(RewardInput(prompts=["q1", "q2"], completions=["a", "b"]), judge)
   assert out.scores.shape == (2,)  # an untrained judge's text rarely parses: scored 0, counted
   setup.checkpointer.close()
+
+
+if __name__ == "__main__":  # the 8-device check, in its own process (XLA_FLAGS set before jax)
+  import sys
+  import tempfile
+  with tempfile.TemporaryDirectory() as tmp:
+    print("RESULTS " + json.dumps(sampling_layout_check(tmp)), flush=True)
+  sys.exit(0)

@@ -32,9 +32,10 @@ def test_length_cap_scores_truncated_completions_and_evaluation_ignores_it():
   rollout = {"finish_reason": np.array([STOP, LENGTH, STOP, LENGTH]),
              "lengths": np.array([3, 64, 3, 64])}
   fn = RewardFn(run)
-  scores, mask, metrics, raw = fn(examples, texts, rollout, 0, return_raw=True)
-  np.testing.assert_array_equal(raw, [1, 1, 1, 0])
-  np.testing.assert_array_equal(scores, [1, -0.5, 1, -0.5])
-  assert metrics["reward/length_capped"] == 0.5
-  unshaped, _, _ = fn(examples, texts, rollout, 0, shaped=False)
+  scored = fn(examples, texts, rollout, 0)
+  np.testing.assert_array_equal(scored.raw, [1, 1, 1, 0])
+  np.testing.assert_array_equal(scored.scores, [1, -0.5, 1, -0.5])
+  assert scored.metrics["reward/length_capped"] == 0.5
+  assert scored.token_scores is None  # the task verifier gives no dense rewards
+  unshaped = fn(examples, texts, rollout, 0, shaped=False).scores
   np.testing.assert_array_equal(unshaped, [1, 1, 1, 0])

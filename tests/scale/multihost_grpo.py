@@ -43,11 +43,12 @@ import numpy as np  # noqa: E402
 
 from rlx import models  # noqa: E402
 from rlx.algorithms import grpo  # noqa: E402
+from rlx.algorithms.trajectory import Trajectory  # noqa: E402
 from rlx.runtime import mesh as mesh_lib  # noqa: E402
 from rlx.runtime.checkpoint import Checkpointer, restore_params  # noqa: E402
 from rlx.runtime.preemption import PreemptionGuard  # noqa: E402
 from rlx.optim import create_train_state, make_optimizer  # noqa: E402
-from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
+from rlx.sampling import LENGTH, Buckets, SamplingParams, sample  # noqa: E402
 
 CONFIG = models.ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2,
                             head_dim=8, d_ff=64, init_std=0.3)
@@ -63,6 +64,20 @@ def prompts_of_step(step: int) -> np.ndarray:
 def reward(completions: np.ndarray) -> np.ndarray:
   """A cheap host reward of token ids ``[R, N]`` → ``[R]``: the fraction of even tokens."""
   return (completions % 2 == 0).mean(axis=1).astype(np.float32)
+
+
+def trajectory(r, rewards: np.ndarray) -> Trajectory:
+  """The sampler's rollout (global device arrays, rows over data × fsdp) and the gathered
+  rewards (the global ``[R]`` host array) as the preparation's typed input. The arrays stay on
+  the devices: on several processes none of them is fully addressable from one host."""
+  rows = len(rewards)
+  return Trajectory(
+      prompt_tokens=r.prompt_tokens, prompt_mask=r.prompt_mask,
+      completion_tokens=r.completion_tokens, completion_mask=r.completion_mask,
+      loss_mask=r.completion_mask, sampler_logprobs=r.logprobs, rewards=rewards,
+      token_rewards=np.zeros(r.completion_mask.shape, np.float32), group_ids=r.group_ids,
+      sample_mask=np.ones((rows,), np.float32),
+      finished=(r.finish_reason != LENGTH).astype(jnp.float32))
 
 
 def main():
@@ -96,9 +111,7 @@ def main():
     mine = distributed.local_rows(r.completion_tokens)  # the samples this host's devices hold
     local_row_counts.append(len(mine))
     rewards = distributed.gather_rewards(reward(mine))  # scored here, gathered for group stats
-    batch, _ = prepare(state.params, ref_params, r.prompt_tokens, r.prompt_mask,
-                       r.completion_tokens, r.completion_mask, r.completion_mask, r.logprobs,
-                       rewards, r.group_ids, np.zeros_like(rewards), prep_hp)
+    batch, _ = prepare(state.params, ref_params, trajectory(r, rewards), prep_hp)
     state, metrics = update(state, batch, hp)
     losses.append(float(metrics["loss/total"]))
   ckpt = Checkpointer(os.path.join(args.workdir, "checkpoints"))

@@ -1,0 +1,121 @@
+"""The one phase driver: every phase of a run (SFT, RL / PPO, offline preference, iterative DPO,
+reward-model training, rejection-sampling SFT) is a :class:`Phase`, and :func:`run_phase` owns
+what they share — stepping, preemption, the evaluation and checkpoint schedules, the evaluation
+history, metrics (pushed one step late) and the checkpoint layout.
+
+A phase's own code only says how to build its state, how to take one step, what to checkpoint
+and how to evaluate; see ``rlx/runtime/phases/``.
+
+Checkpoints: ``{name: pytree}`` items from :meth:`Phase.checkpoint_items` (the train state,
+frozen reference parameters ...) plus a host item ``{"phase", "phase_step", "evals",
+**Phase.host_state()}`` (data cursors, filter and reward state). The global step counts updates
+across phases (``step_offset``), so a restarted run resumes in the right phase and step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EVAL_KEY = 2**31 - 1  # evaluation samples with fold_in(PRNGKey(seed), EVAL_KEY)
+
+
+class Phase:
+  """A phase of a run. Subclasses set ``name`` and ``num_steps`` and implement :meth:`step`;
+  the rest has defaults (no evaluation, checkpoint every ``checkpoint.every_steps``)."""
+
+  name: str = "phase"
+  num_steps: int = 0
+  step_offset: int = 0  # global steps before this phase (set by run_phase)
+
+  def __init__(self, setup):
+    self.setup = setup
+    self.run = setup.run
+    self.name = self.phase_name(setup.run)
+
+  @classmethod
+  def phase_name(cls, run) -> str:
+    """The name checkpoints record for this phase of ``run``."""
+    return cls.name
+
+  # --- state ---------------------------------------------------------------------------------
+  def checkpoint_items(self) -> dict[str, Any]:
+    """Device pytrees a resume needs (restored in place of these, same structure)."""
+    return {"train": self.state}
+
+  def host_state(self) -> dict[str, Any]:
+    """Host values a resume needs (JSON / numpy)."""
+    return {}
+
+  def restore(self, items: dict[str, Any], host: dict[str, Any]) -> None:
+    self.state = items["train"]
+
+  def params(self):
+    """The parameters the phase hands to the next one (the policy)."""
+    return self.state.params
+
+  # --- stepping ------------------------------------------------------------------------------
+  def step(self, step: int) -> tuple[dict, dict]:
+    """One update at phase step ``step`` (0-based): ``(device metrics, host metrics)``."""
+    raise NotImplementedError
+
+  def evaluate(self, step: int) -> dict | None:
+    """Held-out metrics at ``step`` (None: this phase does not evaluate)."""
+    return None
+
+  # --- schedules -----------------------------------------------------------------------------
+  def eval_due(self, step: int) -> bool:
+    """Evaluate after update ``step`` (1-based count; the last step always evaluates)."""
+    every = self.run.eval.every_steps
+    return bool(every) and step % every == 0
+
+  def save_due(self, step: int) -> bool:
+    return step % self.run.checkpoint.every_steps == 0
+
+
+def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0):
+  """Run (or resume) ``phase``; returns ``(params, preempted, {"evals": [...]})``.
+
+  ``resume``: ``{"step": global checkpoint step, "phase_step": step within the phase}`` to
+  restore from, or None to start. Evaluates before the first update, on ``phase.eval_due`` and
+  after the last; checkpoints on ``phase.save_due``, after the last update and, forced, on a
+  preemption request (SIGTERM / SIGINT), then returns ``preempted=True``.
+  """
+  writer, ckpt = setup.writer, setup.checkpointer
+  phase.step_offset = step_offset
+  evals: list[dict] = []
+  step = 0
+  if resume is not None:
+    items, host = ckpt.restore(resume["step"], phase.checkpoint_items())
+    phase.restore(items, host)
+    evals = list(host.get("evals", []))
+    step = int(resume["phase_step"])
+
+  def do_eval():
+    writer.flush()
+    result = phase.evaluate(step)
+    if result:
+      evals.append({"step": step, **{k: v for k, v in result.items()
+                                      if not isinstance(v, str)}})
+      writer.write_now(step_offset + step, result)
+
+  def save(force=False):
+    ckpt.save(step_offset + step, phase.checkpoint_items(),
+              {"phase": phase.name, "phase_step": step, "evals": evals, **phase.host_state()},
+              force=force)
+
+  if step == 0:
+    do_eval()
+  while step < phase.num_steps:
+    metrics, host_metrics = phase.step(step)
+    step += 1
+    writer.push(step_offset + step, metrics, {"phase": phase.name, **host_metrics})
+    if setup.guard.stop_requested():
+      save(force=True)
+      return phase.params(), True, {"evals": evals}
+    last = step == phase.num_steps
+    if last or phase.eval_due(step):
+      do_eval()
+    if last or phase.save_due(step):
+      save()
+  writer.flush()
+  return phase.params(), False, {"evals": evals}
