@@ -41,7 +41,7 @@ def plan(run, *, compile: bool = True) -> dict:
   import jax.numpy as jnp
 
   from rlx import models
-  from rlx.algorithms import grpo, laser, ppo, sft
+  from rlx.algorithms import grpo, ppo, sft
   from rlx.config import Algorithm
   from rlx.runtime import mesh as mesh_lib
   from rlx.optim import init_train_state, make_optimizer
@@ -98,10 +98,8 @@ def plan(run, *, compile: bool = True) -> dict:
                          loss_mask=sds((b, s), jnp.float32))
   else:
     f = lambda: sds((b, t), jnp.float32)
-    # Auxiliary-loss plug-ins read per-row inputs (LaSeR: target, weight, c_ref, each [B]).
-    aux = {k: sds((b,), jnp.float32) for a in spec.aux
-           for k in ("laser_target", "laser_weight", "laser_c_ref")
-           if isinstance(a, laser.LaserSpec)}
+    # Auxiliary-loss plug-ins read the per-row inputs they declare (each [B]).
+    aux = {k: sds((b,), jnp.float32) for a in spec.aux for k in a.inputs}
     batch = grpo.TrainBatch(tokens=sds((b, s), jnp.int32), attention_mask=sds((b, s), jnp.float32),
                             loss_mask=f(), old_logprobs=f(), ref_logprobs=f(), advantages=f(),
                             importance_weights=f(), aux=aux)

@@ -101,12 +101,13 @@ class AuxLoss(Protocol):
   """An auxiliary loss plug-in of the policy objective (frozen dataclass: part of the spec).
 
   ``name``: its key in ``Hyper.aux`` (``{name}/coef`` weights the term) and the metric
-  ``loss/{name}``. ``begin(minibatch)``: adjust its ``TrainBatch.aux`` inputs for the minibatch
+  ``loss/{name}``. ``inputs``: the ``TrainBatch.aux`` keys it reads (each ``[B]`` float32). ``begin(minibatch)``: adjust its ``TrainBatch.aux`` inputs for the minibatch
   (e.g. fold in ``1/rows``). ``term(hidden, micro_batch, params, config, hp)``: this
   micro-batch's share of the term, from the final hidden states ``[B,S,D]``.
   """
 
   name: str
+  inputs: tuple[str, ...]
 
   def begin(self, minibatch: TrainBatch) -> TrainBatch: ...
 

@@ -115,6 +115,7 @@ class LaserSpec:
   mix: bool = False
   chunk_size: int = 4096
   name: str = "laser"
+  inputs: tuple[str, ...] = ("laser_target", "laser_weight", "laser_c_ref")
 
   def begin(self, minibatch):
     """LaSeR's loss is a mean over the minibatch's rows: fold ``1/rows`` into the weights, so

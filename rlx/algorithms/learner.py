@@ -14,8 +14,9 @@ Metric reductions are declared here, once, for every objective:
   the minibatch objective, weighted sums and counts);
 - ``means`` are weighted by the micro-batch's ``weight`` (e.g. its trained tokens) and divided
   by the minibatch's total weight; keys ending in ``_min`` / ``_max`` reduce by min / max;
-- over the optimizer steps of one update, every metric is averaged (``_min`` / ``_max``: min /
-  max);
+- over the optimizer steps of one update, metrics are averaged weighted by each minibatch's
+  ``weight`` (``_min`` / ``_max``: min / max over the steps that train anything), so a
+  minibatch of padding rows only dilutes nothing;
 - ``objective.finalize`` may turn sums into means (e.g. DPO's per-pair means).
 A minibatch whose ``weight`` is 0 (padding rows only) leaves parameters and optimizer state
 unchanged (``rlx.optim.apply_updates(active=...)``).
@@ -130,6 +131,29 @@ def minibatch_order(rng, b: int, spec: LearnerSpec):
   return rng, order.reshape(spec.epochs * spec.minibatches, b // spec.minibatches)
 
 
+WEIGHT = "@weight"  # per optimizer step: what its minibatch trained on
+
+
+def reduce_steps(metrics: dict) -> dict:
+  """``[steps]`` metrics of one update → scalars: means weighted by each step's minibatch
+  weight, ``_min`` / ``_max`` over the steps that trained anything (every step when none did)."""
+  w = metrics.pop(WEIGHT)
+  if w.shape[0] == 1:  # one optimizer step: its metrics as they are
+    return {k: v[0] for k, v in metrics.items()}
+  active = w > 0
+  live = jnp.where(jnp.any(active), active, True)
+  w = jnp.where(jnp.any(active), w, 1.0)
+  out = {}
+  for k, v in metrics.items():
+    if k.endswith("_min"):
+      out[k] = jnp.min(jnp.where(live, v, jnp.inf))
+    elif k.endswith("_max"):
+      out[k] = jnp.max(jnp.where(live, v, -jnp.inf))
+    else:
+      out[k] = jnp.sum(v * w) / jnp.sum(w)
+  return out
+
+
 def _optimizer_step(objective: Objective, opt: OptimizerDef, spec: LearnerSpec, batch, hp):
   """One ``lax.scan`` body: the minibatch ``ids`` → gradients → optimizer step(s)."""
 
@@ -139,10 +163,11 @@ def _optimizer_step(objective: Objective, opt: OptimizerDef, spec: LearnerSpec, 
     trainable = (params, value_params) if objective.trains_value else params
     grads, metrics = minibatch_gradients(objective, trainable, minibatch, hp,
                                          spec.micro_batch_size)
-    active = objective.weight(minibatch) > 0
+    weight = objective.weight(minibatch)
+    active = weight > 0
     g, vg = grads if objective.trains_value else (grads, None)
     params, opt_state, om = apply_updates(opt, params, opt_state, g, step, hp.lr, active)
-    metrics = {**metrics, **om}
+    metrics = {**metrics, **om, WEIGHT: weight}
     if objective.trains_value:
       value_params, value_opt_state, vom = apply_updates(opt, value_params, value_opt_state, vg,
                                                          step, hp.lr, active)
@@ -168,10 +193,9 @@ def make_update(objective: Objective, opt: OptimizerDef, spec: LearnerSpec = Lea
              state.step)
     (params, value_params, opt_state, value_opt_state, step), metrics = jax.lax.scan(
         _optimizer_step(objective, opt, spec, batch, hp), carry, order)
-    metrics = {k: jnp.min(v) if k.endswith("_min") else jnp.max(v) if k.endswith("_max")
-               else jnp.mean(v) for k, v in metrics.items()}
     return state.replace(params=params, value_params=value_params, opt_state=opt_state,
-                         value_opt_state=value_opt_state, step=step, rng=rng), metrics
+                         value_opt_state=value_opt_state, step=step, rng=rng), \
+        reduce_steps(metrics)
 
   if layout is not None:
     return layout.jit(update, donate_argnums=0)

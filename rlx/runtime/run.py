@@ -134,14 +134,15 @@ def _check_batch_rows(run: rlx_config.RunConfig, layout) -> None:
           f"{layout.size} devices of mesh {dict(layout.mesh.shape)} split batch rows over it)")
 
 
-def eval_table(evals: list[dict]) -> str:
-  """Held-out metrics at the start and the end of the RL phase, as a text table."""
+def eval_table(evals: list[dict], phase: str = "RL") -> str:
+  """Held-out metrics at the start and the end of the main phase, as a text table."""
   if not evals:
     return ""
   first, last = evals[0], evals[-1]
   keys = [k for k in first if k.startswith("eval/") and isinstance(first[k], (int, float))]
-  rows = [f"{'metric':<24} {'before RL':>10} {'after RL':>10}"]
-  rows += [f"{k[5:]:<24} {first[k]:>10.3f} {last.get(k, float('nan')):>10.3f}" for k in keys]
+  before, after = f"before {phase}", f"after {phase}"
+  rows = [f"{'metric':<24} {before:>14} {after:>14}"]
+  rows += [f"{k[5:]:<24} {first[k]:>14.3f} {last.get(k, float('nan')):>14.3f}" for k in keys]
   return "\n".join(rows)
 
 
@@ -210,7 +211,9 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
           summary["preempted"] = True
           return summary
       if jax.process_index() == 0 and run.logging.stdout and summary.get("evals"):
-        print(eval_table(summary["evals"]), flush=True)
+        label = run.algo.name.value if run.algo.name in rlx_config.PREFERENCE_ALGORITHMS | {
+            rlx_config.Algorithm.REJECTION_SFT} else "RL"
+        print(eval_table(summary["evals"], label), flush=True)
       summary["params"] = params
       if jax.process_index() == 0:
         setup.writer.flush()

@@ -147,3 +147,20 @@ def test_all_padding_minibatch_takes_no_optimizer_step():
   for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
     np.testing.assert_array_equal(x, y)
   assert int(state.step) == 2
+
+
+def test_update_metrics_ignore_minibatches_of_padding_rows_only():
+  """With 2 minibatches of which one holds only padding rows, the update's metrics are those of
+  the real minibatch (weighted by trained tokens), not halved by the empty one, and
+  ``ratio_min``/``ratio_max`` stay finite."""
+  from rlx.algorithms import learner
+
+  metrics = {"loss/pg": jnp.array([0.8, 0.0]), "ratio_min": jnp.array([0.9, jnp.inf]),
+             "ratio_max": jnp.array([1.2, -jnp.inf]), learner.WEIGHT: jnp.array([12.0, 0.0])}
+  out = learner.reduce_steps(dict(metrics))
+  np.testing.assert_allclose(out["loss/pg"], 0.8)
+  np.testing.assert_allclose(out["ratio_min"], 0.9)
+  np.testing.assert_allclose(out["ratio_max"], 1.2)
+  both = learner.reduce_steps({"loss/pg": jnp.array([1.0, 4.0]),
+                               learner.WEIGHT: jnp.array([3.0, 1.0])})
+  np.testing.assert_allclose(both["loss/pg"], (3 * 1.0 + 4.0) / 4)
