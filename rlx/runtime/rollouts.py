@@ -257,7 +257,7 @@ def majority_correct(answers: list[str | None], correct: np.ndarray) -> bool:
   return bool(any(c for a, c in zip(answers, correct) if a == best))
 
 
-def eval_reward_fn(run: rlx_config.RunConfig, scorer=None) -> RewardFn:
+def eval_reward_fn(run: rlx_config.RunConfig, scorer=None, decode=None) -> RewardFn:
   """The reward evaluation judges correctness with: ``eval.reward``, where ``"auto"`` is the
   synthetic task's verifier on task data (the ground truth, also when training with a label-free
   reward) and the training reward otherwise."""
@@ -265,7 +265,7 @@ def eval_reward_fn(run: rlx_config.RunConfig, scorer=None) -> RewardFn:
   if name == "auto":
     name = rlx_config.TASK_REWARD if run.data.source == "task" else run.rewards.name
   kwargs = run.rewards.kwargs if name == run.rewards.name else {}
-  return RewardFn(run, scorer, name=name, kwargs=kwargs)
+  return RewardFn(run, scorer, name=name, kwargs=kwargs, decode=decode)
 
 
 def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
@@ -274,7 +274,8 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
   run = setup.run
   n_eval = min(run.eval.num_examples, len(setup.eval_source))
   examples = [setup.eval_source[i] for i in range(n_eval)]
-  reward_fn = eval_reward_fn(run, None if scorer is None else scorer.bind(params))
+  reward_fn = eval_reward_fn(run, None if scorer is None else scorer.bind(params),
+                             decode=setup.tokenizer.decode)
   out = {}
   greedy = sample_groups(setup, params, examples, key, n=1, greedy=True)
   texts = decode(setup.tokenizer, greedy["completion_tokens"], greedy["lengths"])

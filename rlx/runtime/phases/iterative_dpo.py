@@ -99,7 +99,7 @@ class IterativeDPOPhase(Phase):
     if run.rewards.name == "llm_judge":  # the policy judges its own samples
       self.scorer = preference.PolicyJudge(setup, self.policy_scorer,
                                            place=lambda p: sampling_params(setup, p))
-    self.reward_fn = rollouts.RewardFn(run, self.scorer)
+    self.reward_fn = rollouts.RewardFn(run, self.scorer, decode=setup.tokenizer.decode)
     self.update = dpo.make_preference_update(setup.graphdef, setup.model_config, opt, self.spec,
                                              layout=setup.layout)
     self.ref_fn = dpo.make_reference_logps(setup.graphdef, setup.model_config,

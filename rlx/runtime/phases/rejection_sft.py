@@ -69,7 +69,7 @@ class RejectionSFTPhase(Phase):
     self.scorer = None if self.ref_params is None else PolicyScorer(
         setup.graphdef, setup.model_config, setup.tokenizer, self.ref_params,
         run.model.logprob_chunk)
-    self.reward_fn = rollouts.RewardFn(run, self.scorer)
+    self.reward_fn = rollouts.RewardFn(run, self.scorer, decode=setup.tokenizer.decode)
     self.base_key = jax.random.PRNGKey(run.seed)
 
   def checkpoint_items(self):
