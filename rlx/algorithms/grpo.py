@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from rlx import core
 from rlx import models
-from rlx.algorithms import learner
+from rlx.algorithms import laser, learner
 from rlx.algorithms.common import target_logprobs
 from rlx.algorithms.trajectory import Trajectory, rows
 from rlx.config import AlgoSection, KLPlacement
@@ -136,7 +136,6 @@ class GRPOSpec:
   @classmethod
   def from_config(cls, algo: AlgoSection, chunk_size: int = 4096,
                   vocab_size: int | None = None) -> "GRPOSpec":
-    from rlx.algorithms import laser  # the plug-ins a config can turn on
     aux = laser.aux_from_config(algo, chunk_size, vocab_size)
     return cls(policy_loss=algo.policy_loss, aggregation=algo.aggregation,
                kl_in_loss=algo.kl_placement is KLPlacement.LOSS and algo.beta > 0,
@@ -147,7 +146,6 @@ class GRPOSpec:
 
 
 def hyper_from_config(algo: AlgoSection, lr: float, temperature: float) -> Hyper:
-  from rlx.algorithms import laser
   return Hyper.create(lr=lr, beta=algo.beta, eps_low=algo.eps_low, eps_high=algo.eps_high,
                       dual_clip=algo.dual_clip or 3.0, entropy_coef=algo.entropy_coef,
                       temperature=temperature, norm_constant=algo.norm_constant or 1.0,

@@ -14,8 +14,12 @@ import jax
 import numpy as np
 
 from rlx import config as rlx_config
-from rlx.data import (BalancedDifficulty, DynamicSampling, ScoredGroups, StdEMA, GroupFilter,
-                      make_prompt_batch, verify)
+from rlx.data import (BalancedDifficulty, DynamicSampling, GroupFilter, ScoredGroups, StdEMA,
+                      fill_batch, make_prompt_batch, verify)
+from rlx.data import extract_answer as extract_task_answer
+from rlx.rewards import (FINISH_LENGTH, FINISH_STOP, RewardInput, dapo_overlong_penalty,
+                         get_reward)
+from rlx.rewards.math_verify import extract_answer, normalize_answer
 from rlx.algorithms.trajectory import Trajectory
 from rlx.runtime import distributed
 from rlx.runtime.scorer import ModelLoader
@@ -55,7 +59,6 @@ class RewardFn:
     self.name = run.rewards.name if name is None else name
     self.reward = None
     if self.name != rlx_config.TASK_REWARD:
-      from rlx.rewards import get_reward
       self.reward = get_reward(self.name, **dict(run.rewards.kwargs if kwargs is None
                                                  else kwargs))
 
@@ -94,7 +97,6 @@ class RewardFn:
       scores = np.where(capped, np.float32(r.truncated_score), scores).astype(np.float32)
       metrics["reward/length_capped"] = float(np.mean(capped))
     if r.overlong_buffer > 0 and shaped:
-      from rlx.rewards import dapo_overlong_penalty
       penalty = dapo_overlong_penalty(rollout["lengths"], self.run.sampling.max_new_tokens,
                                       r.overlong_buffer)
       scores = scores + penalty
@@ -106,7 +108,6 @@ class RewardFn:
     return Scored(scores, sample_mask, token_scores, metrics, raw)
 
   def reward_input(self, examples, texts, rollout: dict, step: int):
-    from rlx.rewards import FINISH_LENGTH, FINISH_STOP, RewardInput
     prompt_ids = None
     if "prompt_tokens" in rollout:  # the formatted prompts the policy saw
       prompt_ids = [row[m > 0] for row, m in zip(rollout["prompt_tokens"],
@@ -209,7 +210,6 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
             filter_state, key, step: int) -> Collected:
   """Sample, score, filter and refill one step's groups (docs/algorithms.md §11); the kept
   groups as a :class:`Trajectory` padded to ``algo.batch_size`` rows."""
-  from rlx.data import fill_batch
   algo = setup.run.algo
   metrics: dict[str, Any] = {}
   remax = algo.estimator is rlx_config.core.AdvantageEstimator.REMAX
@@ -236,10 +236,8 @@ def answer_key(run: rlx_config.RunConfig, text: str) -> str | None:
   """The final answer of a completion, normalised for voting (None when there is none): the
   synthetic tasks' ``Answer:`` line, else the math extraction of ``rlx.rewards``."""
   if run.rewards.name == rlx_config.TASK_REWARD:
-    from rlx.data import extract_answer
-    a = extract_answer(text)
+    a = extract_task_answer(text)
     return None if not a else " ".join(a.rstrip(".").split())
-  from rlx.rewards.math_verify import extract_answer, normalize_answer
   a = extract_answer(text)
   return None if a is None else normalize_answer(a)
 

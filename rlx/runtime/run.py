@@ -23,6 +23,7 @@ from rlx import models
 from rlx.data import ChatFormat, JsonlSource, PlainFormat, TaskSource, load_task_tokenizer
 from rlx.runtime import distributed
 from rlx.runtime import mesh as mesh_lib
+from rlx.runtime import phases, preference
 from rlx.runtime.checkpoint import Checkpointer, restore_params
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
@@ -165,7 +166,6 @@ def export(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str, 
 def phase_plan(setup: Setup) -> list[tuple[str, int, Any]]:
   """The run's phases in order: ``(name, steps, make(params) -> Phase)``. An SFT warm start (or
   the whole run for ``algo.name="sft"``), then the main phase of the algorithm."""
-  from rlx.runtime import phases
   run = setup.run
   plan = []
   schedule = phases.sft_schedule(run)
@@ -220,8 +220,7 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
         summary["plots"] = plot_learning_curves(os.path.join(workdir, "metrics.jsonl"),
                                                 os.path.join(workdir, "plots", "learning_curves.png"))
         if run.algo.name in rlx_config.PREFERENCE_ALGORITHMS:
-          from rlx.runtime.preference import plot_preference
-          summary["preference_plot"] = plot_preference(workdir)
+          summary["preference_plot"] = preference.plot_preference(workdir)
         if summary["plots"] and run.logging.stdout:
           print(f"plots: {summary['plots']}", flush=True)
       return summary
