@@ -90,3 +90,16 @@ def test_rl_run_resumes_in_rl_phase(tmp_path):
   import numpy as np
   for a, b in zip(jax.tree.leaves(full["params"]), jax.tree.leaves(resumed["params"])):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+def test_staged_curriculum_from_the_config_advances_in_the_rl_phase(tmp_path):
+  """``data.curriculum_stages`` turns the staged curriculum on: the RL phase draws prompts from
+  the current stage, records each step's pass rate, and logs ``curriculum/stage``."""
+  cfg = tiny_rl_config("grpo", num_steps=3)
+  cfg.data.curriculum_stages = (1, (2, 3))
+  cfg.data.curriculum_steps_per_stage = 1
+  cfg.checkpoint.every_steps = 2
+  train(cfg, str(tmp_path))
+  records = read_metrics(str(tmp_path / "metrics.jsonl"))
+  stages = [r["curriculum/stage"] for r in records if "curriculum/stage" in r]
+  assert stages == [0, 1, 1]
