@@ -407,7 +407,10 @@ class LaSeR:
     seqs = []
     for i in range(batch.batch_size):
       y = np.asarray(batch.completion_ids[i])[np.asarray(batch.completion_mask[i]) > 0]
-      seqs.append(np.concatenate([y, [scorer.eos_id, z]]).astype(np.int32))
+      # log π(z | x, y, eos): a completion that stopped on eos already ends with it (the
+      # trainer's aux loss reads the same position, rlx.algorithms.laser.token_logprob_after).
+      ended = len(y) > 0 and int(y[-1]) == scorer.eos_id
+      seqs.append(np.concatenate([y, [z] if ended else [scorer.eos_id, z]]).astype(np.int32))
     ids, mask = pad_ragged(seqs)
     lp = np.asarray(scorer.token_logprobs(_prompt_ids(batch, scorer), ids, mask, model=model))
     last = mask.sum(-1) - 1

@@ -1,5 +1,6 @@
 """Label-free rewards against hand-worked examples (docs/algorithms.md §9)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -212,3 +213,26 @@ def test_answer_confidence():
   c0 = math.exp(scorer.sequence_logprob("qso \\boxed{", "12").mean())
   c1 = math.exp(scorer.sequence_logprob("q<answer>", "ab").mean())
   np.testing.assert_allclose(out.scores, [c0, c1, 0.0], rtol=1e-5)
+
+
+def test_laser_reads_the_position_after_the_stop_token_once():
+  """A completion whose ids already end with eos (as sampled completions do) is scored at the
+  same position as one without it: log π(z | x, y, eos), never after a second eos."""
+  scorer = BigramScorer(seed=3)
+  z = int(scorer.encode("y")[0])
+  seen = []
+  inner = scorer.token_logprobs
+
+  def spy(prompt_ids, ids, mask, **kw):
+    seen.append([row[m > 0].tolist() for row, m in zip(np.asarray(ids), np.asarray(mask))])
+    return inner(prompt_ids, ids, mask, **kw)
+
+  scorer.token_logprobs = spy
+  plain = make_batch(["q"], ["abc"], scorer=scorer)
+  y = np.asarray(plain.completion_ids[0])[np.asarray(plain.completion_mask[0]) > 0].tolist()
+  ids = np.asarray([y + [scorer.eos_id]], np.int32)
+  with_eos = dataclasses.replace(plain, completion_ids=ids,
+                                 completion_mask=np.ones_like(ids, np.float32))
+  for batch in (plain, with_eos):
+    LaSeR(token_id=z, beta_v=0.1, c_ref=0.0)(batch, scorer)
+  assert seen == [[y + [scorer.eos_id, z]]] * 2
