@@ -14,7 +14,7 @@ from rlx.rewards.label_free import (AnswerConfidence, BordaVote, CoReward, LaSeR
                                     RLPRProbability, SelfAlignedReward, SelfCertainty,
                                     SemanticEntropy, answer_span, borda_weights, cluster_answers,
                                     laser_aux_loss, laser_class_weights, laser_mix_advantages,
-                                    majority_vote, self_certainty_from_logits,
+                                    majority_vote,
                                     semantic_entropy_rewards)
 from rlx.rewards.math_verify import (extract_answer, math_equal, normalize_answer, parse_number,
                                      sympy_equal_with_timeout)
@@ -52,3 +52,9 @@ __all__ = [
     "semantic_entropy_rewards", "step_spans", "steps_to_token_scores",
     "sympy_equal_with_timeout", "token_end_offsets",
 ]
+
+
+def __getattr__(name: str):  # jax only when asked for (see label_free.__getattr__)
+  if name == "self_certainty_from_logits":
+    return label_free.self_certainty_from_logits
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

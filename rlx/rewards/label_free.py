@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from rlx.core.logprobs import self_certainty_from_logits  # noqa: F401  (re-exported)
 from rlx.rewards.base import RewardInput, RewardOutput, Scorer, masked_mean_rows, pad_ragged
 from rlx.rewards.math_verify import extract_answer, math_equal, normalize_answer
 
@@ -476,3 +475,12 @@ class AnswerConfidence:
                      for lp, s in zip(lps, spans)], np.float32)
     return RewardOutput(conf, extras={"has_answer": np.array([s is not None for s in spans],
                                                               np.float32)})
+
+
+def __getattr__(name: str):
+  """``self_certainty_from_logits`` (``rlx.core``) is re-exported lazily, so that importing
+  ``rlx.rewards`` (e.g. in a reward worker process) does not import jax."""
+  if name == "self_certainty_from_logits":
+    from rlx.core.logprobs import self_certainty_from_logits
+    return self_certainty_from_logits
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
