@@ -91,8 +91,9 @@ def test_hyperparameters_do_not_recompile():
   assert int(state.step) == 5 * 2 * 2  # epochs × minibatches optimizer steps per call
 
 
-# SFT, PPO and the preference algorithms (dpo, rm, iterative_dpo) have their own updates and tests.
-ALGOS = [a for a in rlx_config.ALGORITHM_PRESETS if a not in ("sft", "ppo")
+# SFT, PPO, rejection-sampling SFT and the preference algorithms (dpo, rm, iterative_dpo) have
+# their own objectives and tests.
+ALGOS = [a for a in rlx_config.ALGORITHM_PRESETS if a not in ("sft", "ppo", "rejection_sft")
          and rlx_config.Algorithm(a) not in rlx_config.PREFERENCE_ALGORITHMS]
 
 
