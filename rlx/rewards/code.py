@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,149 @@ def extract_code(completion: str) -> str:
   return blocks[-1] if blocks else completion
 
 
+# The function-style test harness (run by the sandbox in place of the program; never on disk).
+# It reads the tests and a per-run nonce from stdin, compiles the tests and captures private
+# references to everything it needs, then loads solution.py as ``__main__`` in this interpreter
+# (stdin is /dev/null by then), runs every test in a namespace with pristine builtins, and only
+# after all of them writes ``<nonce> <flag> <one 0/1 per test>`` to its private record pipe and
+# exits. The parent scores from that record only: exiting early (any way), printing, or closing
+# the pipe leaves no record (score 0). Tracing/profiling, audit hooks, gc/frame-table walks and
+# ctypes are denied; those, and rebinding a builtin or a common test module's attribute, set the
+# tamper flag (score 0, counted as a violation).
+HARNESS = r'''
+def _rlx_harness(rec):
+    import builtins, collections, functools, heapq, itertools, json, math, operator, os, re
+    import string, sys, types
+    _read, _write, _exit, _fstat, _dup2, _open, _close = (
+        os.read, os.write, os._exit, os.fstat, os.dup2, os.open, os.close)
+    _exec, _compile, _dict, _PE, _RE, _SE, _ME, _mt = (
+        exec, compile, dict, PermissionError, RuntimeError, SystemExit, MemoryError,
+        types.ModuleType)
+    _gettrace, _getprofile, _switch = sys.gettrace, sys.getprofile, sys.setswitchinterval
+    _stdout = sys.stdout
+    chunks = []
+    while True:
+        b = _read(0, 1 << 16)
+        if not b:
+            break
+        chunks.append(b)
+    nul = _open(os.devnull, os.O_RDONLY)
+    _dup2(nul, 0)
+    _close(nul)
+    payload = json.loads(b"".join(chunks))
+    nonce = payload["nonce"]
+    codes = []
+    for i, t in enumerate(payload["tests"]):
+        try:
+            codes.append(_compile(t, "<test %d>" % i, "exec"))
+        except BaseException:
+            codes.append(None)
+    del payload, chunks
+    path = os.path.join(os.getcwd(), "solution.py")
+    with open(path) as f:
+        src = f.read()
+    st = _fstat(rec)
+    rec_id = (st.st_dev, st.st_ino)
+    pristine = _dict(builtins.__dict__)
+    watched = [(m, _dict(m.__dict__)) for m in (builtins, collections, functools, heapq,
+                                                 itertools, math, operator, re, string)]
+    tamper = []
+    deny = frozenset({"sys.settrace", "sys.setprofile", "sys._current_frames", "gc.get_objects",
+                      "gc.get_referrers", "gc.get_referents", "ctypes.dlopen", "ctypes.dlsym",
+                      "ctypes.dlsym/handle", "ctypes.call_function", "ctypes.cdata",
+                      "ctypes.cdata/buffer", "ctypes.string_at", "ctypes.wstring_at",
+                      "ctypes.addressof", "sys.monitoring.register_callback"})
+
+    def hook(event, args):
+        if event in deny:
+            tamper.append(event)
+            raise _PE("sandbox harness: %s denied" % event)
+        if event == "sys.addaudithook":
+            tamper.append(event)
+            raise _RE("sandbox harness: audit hooks denied")
+
+    def clean():
+        if _gettrace() is not None or _getprofile() is not None:
+            return False
+        for m, snap in watched:
+            d = m.__dict__
+            for k in snap:
+                if d.get(k, snap) is not snap[k]:
+                    return False
+        return True
+
+    sys.addaudithook(hook)
+    mod = _mt("__main__")
+    mod.__file__ = path
+    sys.modules["__main__"] = mod
+    loaded = True
+    try:
+        _exec(_compile(src, "solution.py", "exec"), mod.__dict__)
+    except _SE:
+        pass
+    except _ME:
+        raise  # the sandbox reports status "memory"
+    except:
+        loaded = False
+    ok = clean()
+    results = []
+    ns = _dict(mod.__dict__)
+    for k in pristine:
+        if k[:2] != "__" and k in ns:
+            del ns[k]
+    ns["__builtins__"] = _dict(pristine)
+    for code in codes:
+        r = "0"
+        if loaded and ok and code is not None:
+            try:
+                _exec(code, ns)
+                r = "1"
+            except _ME:
+                raise
+            except:
+                pass
+            ok = ok and clean()
+        results.append(r)
+    _switch(1000.0)
+    line = nonce + (" - " if ok and not tamper else " T ") + "".join(results) + "\n"
+    st = _fstat(rec)
+    if (st.st_dev, st.st_ino) == rec_id:
+        _write(rec, line.encode())
+    try:
+        _stdout.flush()
+    except:
+        pass
+    _exit(0)
+
+
+_rlx_harness(RECORD_FD)
+'''
+
+_BAD = ("timeout", "memory", "violation", "output_limit", "setup_error")
+
+
+def run_function_tests(code: str, tests: list[str], config: SandboxConfig = SandboxConfig()):
+  """Runs ``code`` as ``solution.py`` under ``HARNESS`` with ``tests`` (Python source strings).
+
+  Returns ``(results, res, tampered)``: ``results`` is one bool per test from the harness's
+  record (all False when there is no valid record), ``res`` the ``SandboxResult``.
+  """
+  nonce = secrets.token_hex(16)
+  res = run_python(code, stdin=json.dumps({"nonce": nonce, "tests": list(tests)}),
+                   config=config, harness=HARNESS)
+  lines = [ln for ln in res.record.decode("utf-8", "replace").splitlines()
+           if ln.split(" ", 1)[0] == nonce]
+  fail = [False] * len(tests)
+  if res.status in _BAD or len(lines) != 1:
+    return fail, res, False
+  parts = lines[0].split(" ")
+  if len(parts) != 3 or parts[1] not in ("-", "T") or len(parts[2]) != len(tests):
+    return fail, res, False
+  if parts[1] == "T":
+    return fail, res, True
+  return [c == "1" for c in parts[2]], res, False
+
+
 def _same_output(got: str, want: str) -> bool:
   norm = lambda s: [line.rstrip() for line in s.strip().splitlines()]
   return norm(got) == norm(want)
@@ -28,10 +173,15 @@ def code_tests_score(completion: str, meta: Mapping[str, Any], prompt: str = "",
                      config: SandboxConfig = SandboxConfig()):
   """Runs the extracted program against ``meta[tests_key]``.
 
-  Tests are either a string / list of strings of Python (``assert f(2) == 4``), appended to the
-  program and run once, or a list of ``{"input": stdin, "output": expected stdout}`` cases, each
-  run separately. Score: 1 if all pass (or the passed fraction with ``partial_credit``).
-  Returns ``(score, info)`` with per-sample counts of timeouts, memory errors, violations.
+  Tests are either a string / list of strings of Python (``assert f(2) == 4``), or a list of
+  ``{"input": stdin, "output": expected stdout}`` cases, each run separately with the program's
+  stdout compared in this process. Python tests never reach the program: the program is the only
+  file of the sandbox (``solution.py``), and ``HARNESS`` loads it, runs the tests in order (each
+  in the shared test namespace, in which builtin names are the pristine builtins) and writes its
+  own record after all of them; a test passes only if it ran without raising, and the score is
+  read from that record only (exit status and output never count). Score: 1 if all pass (or the
+  passed fraction with ``partial_credit``). Returns ``(score, info)`` with per-sample counts of
+  timeouts, memory errors, violations (tampering with the harness counts as a violation).
   """
   code = extract_code(completion)
   tests = meta.get(tests_key) or []
@@ -41,15 +191,21 @@ def code_tests_score(completion: str, meta: Mapping[str, Any], prompt: str = "",
   if not tests:
     return 0.0, info
   if all(isinstance(t, str) for t in tests):
-    runs = [(code + "\n\n" + "\n".join(tests) + "\n", "", None)]
-  else:
-    runs = [(code, str(t.get("input", "")), str(t.get("output", ""))) for t in tests]
-  passed = 0
-  for program, stdin, want in runs:
-    res = run_python(program, stdin=stdin, config=config)
+    results, res, tampered = run_function_tests(code, tests, config)
     if res.status in info:
       info[res.status] += 1.0
-    ok = res.status == OK and (want is None or _same_output(res.stdout, want))
+    elif tampered:
+      info["violation"] += 1.0
+    passed = sum(results)
+    score = passed / len(tests) if partial_credit else float(passed == len(tests))
+    return score, info
+  runs = [(str(t.get("input", "")), str(t.get("output", ""))) for t in tests]
+  passed = 0
+  for stdin, want in runs:
+    res = run_python(code, stdin=stdin, config=config)
+    if res.status in info:
+      info[res.status] += 1.0
+    ok = res.status == OK and _same_output(res.stdout, want)
     passed += ok
     if not ok and not partial_credit:
       break

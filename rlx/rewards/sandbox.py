@@ -92,6 +92,7 @@ class SandboxResult:
   violations: list[str]     # distinct kinds reported by the guards: network, filesystem,
                             # secrets, process
   enforced: dict[str, bool]  # what the run actually had (see module docstring)
+  record: bytes = b""       # what a harness wrote to its private record pipe
 
   @property
   def passed(self) -> bool:
@@ -238,13 +239,20 @@ if cfg["guards"]:
             _deny("process", event)
     sys.addaudithook(_hook)
 emit(enforced=enf)
-sys.argv = ["main.py"]
 sys.path.insert(0, WD)
 sys.dont_write_bytecode = True
-src = open(os.path.join(WD, "main.py")).read()
+if cfg.get("harness") is not None:  # a harness (not on disk) that runs solution.py itself
+    sys.argv = ["solution.py"]
+    src, fname = cfg["harness"], "<harness>"
+    glb = {"__name__": "__rlx_harness__", "__builtins__": __builtins__,
+           "RECORD_FD": cfg["record_fd"]}
+else:
+    sys.argv = ["main.py"]
+    src, fname = open(os.path.join(WD, "main.py")).read(), "main.py"
+    glb = {"__name__": "__main__", "__builtins__": __builtins__}
 del cfg, libc, resource
 try:
-    exec(compile(src, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    exec(compile(src, fname, "exec"), glb)
 except MemoryError:
     emit(memory=True)
     sys.stdout.flush()
@@ -319,18 +327,26 @@ def _kill_tree(proc: subprocess.Popen, uid: int | None):
 
 
 def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxConfig(),
-               files: dict[str, str] | None = None) -> SandboxResult:
+               files: dict[str, str] | None = None, harness: str | None = None) -> SandboxResult:
   """Runs ``code`` as ``main.py`` in a fresh sandbox (see the module docstring); never raises
-  for what the program does. ``files`` are extra files written into the working directory."""
+  for what the program does. ``files`` are extra files written into the working directory.
+
+  With ``harness`` (Python source), ``code`` is written as ``solution.py`` and the harness runs
+  instead, in the same sandboxed interpreter (after the same isolation, limits and guards); the
+  harness source is never written to disk. Its globals hold ``RECORD_FD``, the write end of a
+  private pipe whose contents (up to 64 KiB) come back as ``SandboxResult.record``; ``stdin``
+  goes to the harness (it should read it before running the solution).
+  """
   start = time.monotonic()
   wd = tempfile.mkdtemp(prefix="rlx_sandbox_")
   os.chmod(wd, 0o700)
   root = os.geteuid() == 0
   uid = random.SystemRandom().randrange(200_000, 1_000_000) if root else None
   r_fd, w_fd = os.pipe()
+  rec_r, rec_w = os.pipe() if harness is not None else (-1, -1)
   proc = None
   try:
-    with open(os.path.join(wd, "main.py"), "w") as f:
+    with open(os.path.join(wd, "main.py" if harness is None else "solution.py"), "w") as f:
       f.write(code)
     for name, text in (files or {}).items():
       path = os.path.join(wd, name)
@@ -342,6 +358,8 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
            "guards": config.python_guards, "uid": uid,
            "limits": {"as": config.memory_mb << 20, "cpu": cpu,
                       "fsize": config.max_file_mb << 20, "nproc": config.max_processes}}
+    if harness is not None:
+      cfg["harness"], cfg["record_fd"] = harness, rec_w
     if not root:  # RLIMIT_NPROC counts all processes of this uid: leave room for the existing ones
       cfg["limits"]["nproc"] = config.max_processes + _count_user_processes(os.getuid())
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": wd}
@@ -349,9 +367,13 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
     proc = subprocess.Popen(
         [python, "-I", "-B", "-c", _BOOT, json.dumps(cfg)], cwd=wd, env=env,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        pass_fds=(w_fd,), start_new_session=True, close_fds=True)
+        pass_fds=(w_fd,) if harness is None else (w_fd, rec_w), start_new_session=True,
+        close_fds=True)
     os.close(w_fd)
     w_fd = -1
+    if rec_w >= 0:
+      os.close(rec_w)
+      rec_w = -1
     overflow = threading.Event()
     outs: list[bytes] = []
     errs: list[bytes] = []
@@ -364,6 +386,12 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
                                                           status_lines, threading.Event(),
                                                           lambda: None), daemon=True))
     r_fd = -1
+    record: list[bytes] = []
+    if rec_r >= 0:
+      threads.append(threading.Thread(target=_reader, args=(os.fdopen(rec_r, "rb", 0), 1 << 16,
+                                                            record, threading.Event(),
+                                                            lambda: None), daemon=True))
+      rec_r = -1
     for t in threads:
       t.start()
     try:
@@ -403,14 +431,14 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
     else:
       status = FAILED
     return SandboxResult(status, rc, stdout, stderr, time.monotonic() - start,
-                         info["violations"], info["enforced"])
+                         info["violations"], info["enforced"], b"".join(record))
   except Exception as e:  # noqa: BLE001 - the sandbox itself failed
     if proc is not None:
       _kill_tree(proc, uid)
     return SandboxResult(SETUP_ERROR, None, "", f"{type(e).__name__}: {e}",
                          time.monotonic() - start, [], {})
   finally:
-    for fd in (r_fd, w_fd):
+    for fd in (r_fd, w_fd, rec_r, rec_w):
       if fd >= 0:
         os.close(fd)
     shutil.rmtree(wd, ignore_errors=True)
