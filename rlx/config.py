@@ -249,6 +249,7 @@ def default_config() -> ml_collections.ConfigDict:
   k.every_steps = 50  # save every N steps (and at the end, and on SIGTERM/SIGINT)
   k.keep = 3  # keep the last K checkpoints
   k.init_from = ""  # an rlx checkpoint directory whose params initialise the policy ("" = none)
+  k.on_nonfinite = "stop"  # a non-finite loss: "stop" the run (no checkpoint of the bad step)
 
   # --- evaluation ---------------------------------------------------------------------------
   c.eval = e = ml_collections.ConfigDict()
@@ -474,6 +475,7 @@ class CheckpointSection:
   every_steps: int
   keep: int
   init_from: str
+  on_nonfinite: str = "stop"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -805,6 +807,10 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
     _check(os.path.isdir(k["init_from"]), "checkpoint.init_from", k["init_from"],
            "checkpoint directory does not exist; give an rlx checkpoint directory (a workdir's "
            "'checkpoints' folder) or set it to ''")
+  k.setdefault("on_nonfinite", "stop")  # configs saved before the field existed
+  _check(k["on_nonfinite"] == "stop", "checkpoint.on_nonfinite", k["on_nonfinite"],
+         'must be "stop" (stop the run at a non-finite loss, keeping the last good checkpoint); '
+         '"rollback" is not implemented yet')
   checkpoint = _fields(CheckpointSection, k, "checkpoint")
   e = dict(_section(cfg, "eval"))
   _non_negative("eval.every_steps", e.get("every_steps", 0))

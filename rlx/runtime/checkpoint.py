@@ -7,11 +7,27 @@
 
 Checkpoints are written asynchronously by orbax (every process takes part on multi-host runs);
 ``keep`` limits how many are kept.
+
+Integrity (docs/checkpoints.md): once orbax has committed a step, process 0 writes
+``<step>/checksums.json`` (a blake2b hash and the size of every file of the step; temp file +
+rename, written last). :meth:`Checkpointer.latest_step`, :meth:`~Checkpointer.restore` and
+:meth:`~Checkpointer.restore_host` only use a step that verifies: one whose manifest is missing
+or whose files do not match is skipped (one line names it and why) in favour of the newest
+verified step. Steps written before manifests existed (older than the directory's
+``rlx_checksums.json`` marker, or in a directory without one) are accepted with a warning.
+Rotation (``keep``) counts verified steps only, so it never deletes the newest verified
+checkpoint in favour of unverified ones. When a resumed run saves a step that is still on disk
+(an unusable one it skipped), that step and any later one are moved to ``discarded/`` first.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import sys
+import time
 from typing import Any
 
 import jax
@@ -19,6 +35,69 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 _ARRAY = "__ndarray__"
+MANIFEST = "checksums.json"  # inside each step directory
+DISCARDED = "discarded"  # where unusable steps that a resumed run writes again are moved
+MARKER = "rlx_checksums.json"  # in the checkpoint directory: the first step written with one
+
+
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint step that does not verify against its manifest."""
+
+
+def _hash_file(path: str) -> str:
+  h = hashlib.blake2b(digest_size=32)
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _step_files(step_dir: str) -> list[str]:
+  out = []
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      rel = os.path.relpath(os.path.join(root, name), step_dir)
+      if rel != MANIFEST and not rel.startswith(MANIFEST + ".tmp"):
+        out.append(rel)
+  return sorted(out)
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=0, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_manifest(step_dir: str) -> None:
+  """``<step_dir>/checksums.json``: blake2b and size of every file of the step (written last)."""
+  files = {rel: {"blake2b": _hash_file(os.path.join(step_dir, rel)),
+                 "size": os.path.getsize(os.path.join(step_dir, rel))}
+           for rel in _step_files(step_dir)}
+  _write_json_atomic(os.path.join(step_dir, MANIFEST), {"version": 1, "files": files})
+
+
+def verify_step(step_dir: str) -> str | None:
+  """None if ``step_dir`` matches its manifest, else why not (the manifest must exist)."""
+  try:
+    with open(os.path.join(step_dir, MANIFEST)) as f:
+      files = json.load(f)["files"]
+  except FileNotFoundError:
+    return "no checksum manifest (incomplete write)"
+  except (ValueError, KeyError, TypeError) as e:
+    return f"unreadable checksum manifest ({e})"
+  for rel, want in sorted(files.items()):
+    path = os.path.join(step_dir, rel)
+    if not os.path.isfile(path):
+      return f"missing file {rel}"
+    size = os.path.getsize(path)
+    if size != want["size"]:
+      return f"{rel} is {size} bytes, manifest says {want['size']} (truncated?)"
+    if _hash_file(path) != want["blake2b"]:
+      return f"{rel} does not match its checksum (corrupted)"
+  return None
 
 
 def to_json(tree: Any) -> Any:
@@ -70,43 +149,183 @@ def _abstract(tree):
   return jax.tree.map(one, tree)
 
 
-class Checkpointer:
-  """An orbax ``CheckpointManager`` over ``directory`` with ``state`` and ``host`` items."""
+class StepVerifier:
+  """Which steps of a checkpoint directory may be used (no orbax manager needed)."""
 
-  def __init__(self, directory: str, *, keep: int = 3):
+  def __init__(self, directory: str):
     self.directory = os.path.abspath(directory)
-    self.manager = ocp.CheckpointManager(
-        self.directory, item_names=("state", "host"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self._verdict: dict[int, str | None] = {}  # step -> None (verified / legacy) or why not
+
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _first_manifest_step(self) -> int | None:
+    try:
+      with open(os.path.join(self.directory, MARKER)) as f:
+        return int(json.load(f)["first_step"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+      return None
+
+  def _disk_steps(self) -> list[int]:
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(n) for n in os.listdir(self.directory)
+                  if n.isdigit() and os.path.isdir(self._step_dir(int(n))))
+
+  def check(self, step: int) -> str | None:
+    """None if ``step`` may be used (verified, or a legacy step without manifest), else why not.
+    Cached: each step is hashed at most once per process."""
+    if step not in self._verdict:
+      step_dir = self._step_dir(step)
+      if not os.path.isdir(step_dir):
+        why = "step directory missing"
+      elif os.path.exists(os.path.join(step_dir, MANIFEST)):
+        why = verify_step(step_dir)
+      else:
+        first = self._first_manifest_step()
+        if first is None or step < first:  # written before checksums existed
+          print(f"rlx: checkpoint step {step} has no checksum manifest (written before "
+                f"checksums); using it unverified", file=sys.stderr, flush=True)
+          why = None
+        else:
+          why = "no checksum manifest (incomplete write)"
+      if why is not None:
+        print(f"rlx: skipping checkpoint step {step} in {self.directory}: {why}",
+              file=sys.stderr, flush=True)
+      self._verdict[step] = why
+    return self._verdict[step]
 
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    """The newest step that verifies (corrupt or incomplete ones are skipped, one line each)."""
+    for step in reversed(self._disk_steps()):
+      if self.check(step) is None:
+        return step
+    return None
+
+  def usable(self, step: int | None) -> int:
+    """``step`` if it verifies (else :class:`CorruptCheckpointError`); None: the latest that
+    does (else ``FileNotFoundError``)."""
+    if step is None:
+      step = self.latest_step()
+      if step is None:
+        raise FileNotFoundError(f"no usable checkpoint in {self.directory}")
+      return step
+    why = self.check(step)
+    if why is not None:
+      raise CorruptCheckpointError(f"checkpoint step {step} in {self.directory}: {why}")
+    return step
+
+
+class Checkpointer(StepVerifier):
+  """An orbax ``CheckpointManager`` over ``directory`` with ``state`` and ``host`` items, with a
+  checksum manifest per step and rotation over verified steps (see the module docstring)."""
+
+  def __init__(self, directory: str, *, keep: int = 3):
+    super().__init__(directory)
+    self.keep = keep
+    # Rotation is ours (over verified steps), not orbax's max_to_keep.
+    self.manager = ocp.CheckpointManager(
+        self.directory, item_names=("state", "host"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True))
+    self._primary = jax.process_index() == 0
+    self._pending: list[int] = []  # saved steps whose manifest is not written yet
+
+  def _finish_pending(self) -> None:
+    """After orbax committed the pending steps: write their manifests, then rotate."""
+    pending, self._pending = self._pending, []
+    if not self._primary:
+      return
+    for step in pending:
+      if os.path.isdir(self._step_dir(step)):
+        write_manifest(self._step_dir(step))
+        self._verdict[step] = None  # just hashed
+    if pending:
+      self._rotate()
+
+  def _rotate(self) -> None:
+    """Keep the newest ``keep`` verified steps; delete every step older than the oldest of them
+    (steps newer than it, verified or not, stay). Nothing is deleted with fewer than ``keep``
+    verified steps, so the newest verified checkpoint always survives."""
+    steps = self._disk_steps()
+    good = [s for s in steps
+            if os.path.exists(os.path.join(self._step_dir(s), MANIFEST)) and self.check(s) is None]
+    if not self.keep or len(good) <= self.keep:
+      return
+    oldest_kept = good[-self.keep]
+    removed = False
+    for s in steps:
+      if s < oldest_kept:
+        shutil.rmtree(self._step_dir(s), ignore_errors=True)
+        self._verdict.pop(s, None)
+        removed = True
+    if removed:
+      self.manager.reload()
+
+  def poll(self) -> None:
+    """Cheap, every step: once the asynchronous save has committed, write its manifest (so a
+    kill long after a save does not leave the newest checkpoint unverified). Single process
+    only: a multi-process run writes manifests at the next save / wait / close, which every
+    process calls together."""
+    if (self._pending and jax.process_count() == 1
+        and not self.manager.is_saving_in_progress()):
+      self.manager.wait_until_finished()
+      self._finish_pending()
+
+  # --- the orbax interface -------------------------------------------------------------------
+  def _discard_from(self, step: int) -> None:
+    """Move the on-disk steps >= ``step`` (unusable ones the run is redoing after resuming from
+    an older verified step) to ``discarded/`` so orbax writes the step afresh; kept, not
+    deleted, for inspection."""
+    later = [s for s in self._disk_steps() if s >= step]
+    if self._primary and later:
+      stamp = time.strftime("%Y%m%d-%H%M%S")
+      os.makedirs(os.path.join(self.directory, DISCARDED), exist_ok=True)
+      for s in later:
+        os.replace(self._step_dir(s), os.path.join(self.directory, DISCARDED, f"{s}-{stamp}"))
+        self._verdict.pop(s, None)
+        print(f"rlx: moved checkpoint step {s} to {DISCARDED}/{s}-{stamp} (superseded)",
+              file=sys.stderr, flush=True)
+    if jax.process_count() > 1:
+      ocp.multihost.sync_global_processes("rlx_checkpoint_discard")
+    if later or jax.process_count() > 1:
+      self.manager.reload()
 
   def save(self, step: int, state: Any, host: dict, *, force: bool = False) -> bool:
-    return self.manager.save(int(step), args=ocp.args.Composite(
+    self.manager.wait_until_finished()  # orbax waits for the previous save anyway
+    self._finish_pending()
+    self._discard_from(int(step))
+    if self._primary and self._first_manifest_step() is None:
+      os.makedirs(self.directory, exist_ok=True)
+      _write_json_atomic(os.path.join(self.directory, MARKER),
+                         {"version": 1, "first_step": int(step)})
+    saved = self.manager.save(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(to_json(host))), force=force)
+    if saved:
+      self._pending.append(int(step))
+      self._verdict.pop(int(step), None)
+    return saved
 
   def restore(self, step: int | None, like: Any) -> tuple[Any, dict]:
-    """Restore ``(state, host)`` at ``step`` (latest if None); ``like`` gives the state's
-    structure, shapes, dtypes and shardings (concrete arrays or ``ShapeDtypeStruct``s)."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    """Restore ``(state, host)`` at ``step`` (the latest verified if None); ``like`` gives the
+    state's structure, shapes, dtypes and shardings (concrete arrays or ``ShapeDtypeStruct``s).
+    An explicit ``step`` that does not verify raises :class:`CorruptCheckpointError`."""
+    step = self.usable(step)
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract(like)), host=ocp.args.JsonRestore()))
     return out.state, from_json(out.host)
 
   def restore_host(self, step: int | None = None) -> dict:
     """Only the host item (to learn the run's phase before building the state to restore)."""
-    step = self.latest_step() if step is None else step
+    step = self.usable(step)
     out = self.manager.restore(step, args=ocp.args.Composite(host=ocp.args.JsonRestore()))
     return from_json(out.host)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
+    self._finish_pending()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
 
@@ -133,9 +352,7 @@ def restore_params(directory: str, like_params: Any, *, step: int | None = None,
   manager = ocp.CheckpointManager(
       os.path.abspath(directory), item_names=("state", "host"),
       item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {directory}")
+  step = StepVerifier(directory).usable(step)  # verified (or legacy) steps only
   saved = manager.item_metadata(step)["state"]
   for k in subtree:
     saved = saved[k]

@@ -23,6 +23,17 @@ KEY_METRICS = ("loss", "loss/total", "reward/mean", "eval/greedy_accuracy", "eva
                "rollout/length", "kl/rollout", "entropy")
 
 
+LOSS_KEYS = ("loss/total", "loss")  # what the non-finite guard checks (the first present)
+
+
+def loss_scalar(metrics: dict):
+  """``(key, value)`` of a step's loss in its (device) metrics, or None when it has none."""
+  for key in LOSS_KEYS:
+    if key in metrics:
+      return key, metrics[key]
+  return None
+
+
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
@@ -67,6 +78,35 @@ class MetricsWriter:
       self._pending = None
     if self._tb is not None:
       self._tb.flush()
+
+  def truncate_after(self, step: int) -> int:
+    """Drop the file's records with ``step`` > ``step`` (atomically: temp file + rename), so a
+    run resumed from the checkpoint at ``step`` does not log the steps after it twice (they were
+    written after that checkpoint by a run that was then killed). Returns how many were dropped."""
+    self.flush()
+    if not self.enabled or not self.path or not os.path.exists(self.path):
+      return 0
+    with open(self.path) as f:
+      lines = f.readlines()
+    keep = []
+    for line in lines:
+      if not line.strip():
+        continue
+      try:
+        record_step = json.loads(line).get("step", 0)
+      except ValueError:  # a line cut short by the kill
+        continue
+      if record_step <= step:
+        keep.append(line if line.endswith("\n") else line + "\n")
+    dropped = len(lines) - len(keep)
+    if dropped:
+      tmp = f"{self.path}.tmp{os.getpid()}"
+      with open(tmp, "w") as f:
+        f.writelines(keep)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, self.path)
+    return dropped
 
   def write_now(self, step: int, metrics: dict) -> None:
     """Write host-side metrics immediately (evaluations, run summaries)."""

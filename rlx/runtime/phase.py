@@ -10,13 +10,27 @@ Checkpoints: ``{name: pytree}`` items from :meth:`Phase.checkpoint_items` (the t
 frozen reference parameters ...) plus a host item ``{"phase", "phase_step", "evals",
 **Phase.host_state()}`` (data cursors, filter and reward state). The global step counts updates
 across phases (``step_offset``), so a restarted run resumes in the right phase and step.
+
+Non-finite guard (``checkpoint.on_nonfinite="stop"``): every step's loss scalar (``loss/total``
+or ``loss``) is checked one step late, when it is ready anyway, and synchronously before any
+checkpoint; a NaN / inf loss raises :class:`NonFiniteLossError` naming the step, and no
+checkpoint is written after it, so the last good one survives rotation.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import jax
+
+from rlx.runtime.metrics import loss_scalar
+
 EVAL_KEY = 2**31 - 1  # evaluation samples with fold_in(PRNGKey(seed), EVAL_KEY)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A step's loss was NaN or infinite; the run stopped without checkpointing that step."""
 
 
 class Phase:
@@ -89,6 +103,9 @@ def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0)
     phase.restore(items, host)
     evals = list(host.get("evals", []))
     step = int(resume["phase_step"])
+  # Records after the step this phase starts from were written by a run killed after its last
+  # checkpoint: they are written again now, so drop them (no step twice in metrics.jsonl).
+  writer.truncate_after(step_offset + step)
 
   def do_eval():
     writer.flush()
@@ -99,23 +116,49 @@ def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0)
       writer.write_now(step_offset + step, result)
 
   def save(force=False):
+    writer.flush()  # the metrics file holds every step up to the checkpoint
     ckpt.save(step_offset + step, phase.checkpoint_items(),
               {"phase": phase.name, "phase_step": step, "evals": evals, **phase.host_state()},
               force=force)
+
+  unchecked = None  # (global step, loss scalar on device) not yet checked for finiteness
+
+  def check_finite():
+    """Raise if the unchecked step's loss is not finite (its one scalar is fetched)."""
+    nonlocal unchecked
+    if unchecked is None:
+      return
+    (at, (key, value)), unchecked = unchecked, None
+    value = float(jax.device_get(value))
+    if not math.isfinite(value):
+      writer.flush()
+      ckpt.wait()
+      last_good = ckpt.latest_step()
+      raise NonFiniteLossError(
+          f"non-finite {key}={value} at step {at} (phase {phase.name}); stopped without "
+          f"checkpointing it (checkpoint.on_nonfinite='stop'). Last good checkpoint: "
+          f"{'none' if last_good is None else f'step {last_good}'} in {ckpt.directory}")
 
   if step == 0:
     do_eval()
   while step < phase.num_steps:
     metrics, host_metrics = phase.step(step)
+    check_finite()  # the previous step: ready by now, so this does not stall the device
     step += 1
+    loss = loss_scalar(metrics)
+    unchecked = None if loss is None else (step_offset + step, loss)
     writer.push(step_offset + step, metrics, {"phase": phase.name, **host_metrics})
+    ckpt.poll()
     if setup.guard.stop_requested():
+      check_finite()
       save(force=True)
       return phase.params(), True, {"evals": evals}
     last = step == phase.num_steps
     if last or phase.eval_due(step):
       do_eval()
     if last or phase.save_due(step):
+      check_finite()  # never checkpoint a step with a non-finite loss
       save()
+  check_finite()
   writer.flush()
   return phase.params(), False, {"evals": evals}
