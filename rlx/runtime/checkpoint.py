@@ -22,6 +22,7 @@ checkpoint in favour of unverified ones. When a resumed run saves a step that is
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -42,6 +43,21 @@ MARKER = "rlx_checksums.json"  # in the checkpoint directory: the first step wri
 
 class CorruptCheckpointError(RuntimeError):
   """A checkpoint step that does not verify against its manifest."""
+
+
+def _disk_full(e: BaseException) -> bool:
+  """Whether ``e`` (or an exception it was raised from) is "no space left on device": an
+  ``OSError`` with errno ENOSPC, or orbax / tensorstore's ``ValueError`` naming it."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      return True
+    text = str(e)
+    if "No space left on device" in text or "os_error_code='28'" in text:
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 def _hash_file(path: str) -> str:
@@ -230,6 +246,41 @@ class Checkpointer(StepVerifier):
     self._primary = jax.process_index() == 0
     self._pending: list[int] = []  # saved steps whose manifest is not written yet
 
+  def _disk_full_error(self, steps: list[int], e: BaseException) -> OSError:
+    """The clear error for a save that ran out of disk space. The half-written ``steps`` (orbax
+    temp directories, a committed step without its manifest) are removed to free the space;
+    they would never be restored anyway (no manifest)."""
+    for step in steps:
+      self._verdict.pop(step, None)
+      if not self._primary or not os.path.isdir(self.directory):
+        continue
+      for name in os.listdir(self.directory):
+        path = os.path.join(self.directory, name)
+        if name.startswith(f"{step}.orbax-checkpoint-tmp") or (
+            name == str(step) and not os.path.exists(os.path.join(path, MANIFEST))):
+          shutil.rmtree(path, ignore_errors=True)
+    try:
+      last = self.latest_step()
+    except OSError:
+      last = None
+    return OSError(
+        errno.ENOSPC,
+        f"disk full (no space left on device) while saving checkpoint step "
+        f"{', '.join(map(str, steps)) or '?'} to {self.directory}; the partial step was removed "
+        f"and the last complete checkpoint is "
+        f"{'none' if last is None else f'step {last}'}. Free disk space and rerun to resume "
+        f"({type(e).__name__}: {e})")
+
+  def _wait_orbax(self) -> None:
+    """orbax's ``wait_until_finished``; a full disk becomes a clear ``OSError(ENOSPC)``."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:
+      if not _disk_full(e):
+        raise
+      pending, self._pending = self._pending, []
+      raise self._disk_full_error(pending, e) from e
+
   def _finish_pending(self) -> None:
     """After orbax committed the pending steps: write their manifests, then rotate."""
     pending, self._pending = self._pending, []
@@ -237,7 +288,15 @@ class Checkpointer(StepVerifier):
       return
     for step in pending:
       if os.path.isdir(self._step_dir(step)):
-        write_manifest(self._step_dir(step))
+        try:
+          write_manifest(self._step_dir(step))
+        except OSError as e:
+          if not _disk_full(e):
+            raise
+          for name in os.listdir(self._step_dir(step)):  # the manifest's temp file
+            if name.startswith(MANIFEST + ".tmp"):
+              os.remove(os.path.join(self._step_dir(step), name))
+          raise self._disk_full_error([step], e) from e
         self._verdict[step] = None  # just hashed
     if pending:
       self._rotate()
@@ -268,7 +327,7 @@ class Checkpointer(StepVerifier):
     process calls together."""
     if (self._pending and jax.process_count() == 1
         and not self.manager.is_saving_in_progress()):
-      self.manager.wait_until_finished()
+      self._wait_orbax()
       self._finish_pending()
 
   # --- the orbax interface -------------------------------------------------------------------
@@ -291,15 +350,21 @@ class Checkpointer(StepVerifier):
       self.manager.reload()
 
   def save(self, step: int, state: Any, host: dict, *, force: bool = False) -> bool:
-    self.manager.wait_until_finished()  # orbax waits for the previous save anyway
+    self._wait_orbax()  # orbax waits for the previous save anyway
     self._finish_pending()
     self._discard_from(int(step))
-    if self._primary and self._first_manifest_step() is None:
-      os.makedirs(self.directory, exist_ok=True)
-      _write_json_atomic(os.path.join(self.directory, MARKER),
-                         {"version": 1, "first_step": int(step)})
-    saved = self.manager.save(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(to_json(host))), force=force)
+    try:
+      if self._primary and self._first_manifest_step() is None:
+        os.makedirs(self.directory, exist_ok=True)
+        _write_json_atomic(os.path.join(self.directory, MARKER),
+                           {"version": 1, "first_step": int(step)})
+      saved = self.manager.save(int(step), args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(to_json(host))),
+          force=force)
+    except Exception as e:
+      if not _disk_full(e):
+        raise
+      raise self._disk_full_error([int(step)], e) from e
     if saved:
       self._pending.append(int(step))
       self._verdict.pop(int(step), None)
@@ -321,7 +386,7 @@ class Checkpointer(StepVerifier):
     return from_json(out.host)
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    self._wait_orbax()
     self._finish_pending()
 
   def close(self) -> None:

@@ -79,10 +79,12 @@ class MetricsWriter:
     if self._tb is not None:
       self._tb.flush()
 
-  def truncate_after(self, step: int) -> int:
+  def truncate_after(self, step: int, *, evals_at_step: bool = True) -> int:
     """Drop the file's records with ``step`` > ``step`` (atomically: temp file + rename), so a
     run resumed from the checkpoint at ``step`` does not log the steps after it twice (they were
-    written after that checkpoint by a run that was then killed). Returns how many were dropped."""
+    written after that checkpoint by a run that was then killed). ``evals_at_step=False`` also
+    drops evaluation records (no ``phase`` key) *at* ``step``: a phase that starts afresh there
+    writes its opening evaluation again. Returns how many were dropped."""
     self.flush()
     if not self.enabled or not self.path or not os.path.exists(self.path):
       return 0
@@ -93,10 +95,11 @@ class MetricsWriter:
       if not line.strip():
         continue
       try:
-        record_step = json.loads(line).get("step", 0)
+        record = json.loads(line)
       except ValueError:  # a line cut short by the kill
         continue
-      if record_step <= step:
+      record_step = record.get("step", 0)
+      if record_step < step or (record_step == step and (evals_at_step or "phase" in record)):
         keep.append(line if line.endswith("\n") else line + "\n")
     dropped = len(lines) - len(keep)
     if dropped:

@@ -104,8 +104,9 @@ def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0)
     evals = list(host.get("evals", []))
     step = int(resume["phase_step"])
   # Records after the step this phase starts from were written by a run killed after its last
-  # checkpoint: they are written again now, so drop them (no step twice in metrics.jsonl).
-  writer.truncate_after(step_offset + step)
+  # checkpoint: they are written again now, so drop them (no step twice in metrics.jsonl). A
+  # phase starting afresh also drops an opening evaluation a killed attempt already wrote.
+  writer.truncate_after(step_offset + step, evals_at_step=resume is not None)
 
   def do_eval():
     writer.flush()

@@ -163,6 +163,22 @@ def test_metrics_writer_truncates_after_the_resume_step(tmp_path):
   assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, 10))
 
 
+def test_a_phase_starting_afresh_drops_its_earlier_opening_evaluation(tmp_path):
+  """A run killed after a phase's opening evaluation but before its first checkpoint restarts
+  the phase: the evaluation at the phase's first step is written once, the previous phase's
+  training record at that step is kept."""
+  w = MetricsWriter(str(tmp_path), stdout=False)
+  w.push(4, {"loss": np.float32(1.0)}, {"phase": "sft"})  # the warm start's last step
+  w.write_now(4, {"eval/greedy_accuracy": 0.25})  # the RL phase's opening evaluation
+  w.push(5, {"loss/total": np.float32(0.5)}, {"phase": "rl"})  # killed after this
+  w.flush()
+  w = MetricsWriter(str(tmp_path), stdout=False)
+  assert w.truncate_after(4, evals_at_step=False) == 2
+  w.write_now(4, {"eval/greedy_accuracy": 0.25})
+  records = read_metrics(tmp_path / "metrics.jsonl")
+  assert [(r["step"], "phase" in r) for r in records] == [(4, True), (4, False)]
+
+
 def test_resume_after_damaged_checkpoints_logs_each_step_once(tmp_path, capsys):
   cfg = tiny_rl_config("grpo", num_steps=5)
   cfg.checkpoint.every_steps = 2
