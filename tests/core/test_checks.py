@@ -77,11 +77,13 @@ def test_checks_fire_at_trace_time_under_jit():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, bool, jnp.bfloat16])
 def test_masks_of_any_numeric_dtype_are_accepted(dtype):
-  m = MASK.astype(dtype)
-  core.grpo_advantages(SEQ, GID, m)
-  core.ppo_loss(TOK, TOK, TOK, m)
-  core.masked_mean(TOK, m)
-  core.aggregate_mean(TOK, m, "seq-mean-token-mean")
+  m, ref = MASK.astype(dtype), MASK.astype(np.float32)
+  np.testing.assert_allclose(core.grpo_advantages(SEQ, GID, m)[0],
+                             core.grpo_advantages(SEQ, GID, ref)[0])
+  np.testing.assert_allclose(core.ppo_loss(TOK, TOK, TOK, m)[0], core.ppo_loss(TOK, TOK, TOK, ref)[0])
+  np.testing.assert_allclose(core.masked_mean(TOK, m), core.masked_mean(TOK, ref))
+  np.testing.assert_allclose(core.aggregate_mean(TOK, m, "seq-mean-token-mean"),
+                             core.aggregate_mean(TOK, ref, "seq-mean-token-mean"))
 
 
 def test_python_lists_and_scalars_are_accepted():

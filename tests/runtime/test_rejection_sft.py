@@ -4,10 +4,8 @@ logged; SIGTERM → resume equals an uninterrupted run; validation; the phase st
 """
 
 import ast
-import contextlib
 import os
 import pathlib
-import signal
 
 import jax
 import numpy as np
@@ -16,10 +14,11 @@ import pytest
 from rlx import config as rlx_config
 from rlx.algorithms.trajectory import Trajectory
 from rlx.runtime import rollouts
-from rlx.runtime.metrics import MetricsWriter, read_metrics
+from rlx.runtime.metrics import read_metrics
 from rlx.runtime.phases import rejection_sft as rs
 from rlx.runtime.run import build, phase_plan, train
 from tests.algorithms.test_dpo import compilation_cache, jax_cache_dir  # noqa: F401 (fixtures)
+from tests.runtime.test_preference_runs import sigterm_when
 
 PHASE_FILE = pathlib.Path(rs.__file__)
 
@@ -131,23 +130,9 @@ def test_nothing_kept_leaves_the_parameters(tmp_path, no_eval):
   assert trees_close(initial, out["params"], tol=0)
 
 
-@contextlib.contextmanager
 def sigterm_after(monkeypatch, phase, step):
   """A real SIGTERM to this process once the run logs ``phase``'s record of global ``step``."""
-  sent, write = [], MetricsWriter._write
-
-  def _write(self, s, metrics, host_metrics, force=False):
-    write(self, s, metrics, host_metrics, force)
-    if not sent and s == step and host_metrics.get("phase") == phase:
-      sent.append(s)
-      os.kill(os.getpid(), signal.SIGTERM)
-
-  monkeypatch.setattr(MetricsWriter, "_write", _write)
-  previous = signal.signal(signal.SIGTERM, lambda *_: None)  # never kill pytest itself
-  try:
-    yield sent
-  finally:
-    signal.signal(signal.SIGTERM, previous)
+  return sigterm_when(monkeypatch, lambda s, record: s == step and record.get("phase") == phase)
 
 
 def test_resume_after_sigterm_equals_uninterrupted(tmp_path, monkeypatch, no_eval):
