@@ -35,7 +35,7 @@ from rlx import config as rlx_config  # noqa: E402
 from rlx.algorithms import grpo  # noqa: E402
 from rlx.algorithms.trajectory import Trajectory  # noqa: E402
 from rlx.optim import init_train_state, make_optimizer  # noqa: E402
-from rlx.sampling import LENGTH, Buckets, SamplingParams, sample  # noqa: E402
+from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
 
 PROMPTS, GROUP, PROMPT_LEN, NEW = 4, 8, 64, 64
 BATCH = PROMPTS * GROUP
@@ -61,14 +61,7 @@ def phase_flops():
 def trajectory(r, rewards: np.ndarray) -> Trajectory:
   """The rollout (device arrays, left where they are) and its host rewards, as the
   preparation's typed input."""
-  b = len(rewards)
-  return Trajectory(
-      prompt_tokens=r.prompt_tokens, prompt_mask=r.prompt_mask,
-      completion_tokens=r.completion_tokens, completion_mask=r.completion_mask,
-      loss_mask=r.completion_mask, sampler_logprobs=r.logprobs, rewards=rewards,
-      token_rewards=np.zeros(r.completion_mask.shape, np.float32), group_ids=r.group_ids,
-      sample_mask=np.ones((b,), np.float32),
-      finished=(np.asarray(r.finish_reason) != LENGTH).astype(np.float32))
+  return Trajectory.from_device_rollout(r, rewards)
 
 
 def main():

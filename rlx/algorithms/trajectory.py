@@ -97,6 +97,20 @@ class Trajectory:
         finished=np.asarray(rollout["finish_reason"] != LENGTH, np.float32),
         aux={k: np.asarray(v) for k, v in (aux or {}).items()})
 
+  @classmethod
+  def from_device_rollout(cls, rollout, rewards) -> "Trajectory":
+    """From a ``rlx.sampling.Rollout`` left on the devices (no host transfer: on several
+    processes its arrays are not fully addressable from one host) and host ``rewards [B]``;
+    every row real and trained on, no dense rewards."""
+    b = len(rewards)
+    return cls(
+        prompt_tokens=rollout.prompt_tokens, prompt_mask=rollout.prompt_mask,
+        completion_tokens=rollout.completion_tokens, completion_mask=rollout.completion_mask,
+        loss_mask=rollout.completion_mask, sampler_logprobs=rollout.logprobs, rewards=rewards,
+        token_rewards=np.zeros(rollout.completion_mask.shape, np.float32),
+        group_ids=rollout.group_ids, sample_mask=np.ones((b,), np.float32),
+        finished=(rollout.finish_reason != LENGTH).astype(np.float32))
+
   def pad_to(self, num_rows: int) -> "Trajectory":
     """Exactly ``num_rows`` rows: truncated, or padded by repeating row 0 as *padding rows*
     (zero loss mask and sample mask, unique negative group ids) so the update keeps one static

@@ -48,7 +48,7 @@ from rlx.runtime import mesh as mesh_lib  # noqa: E402
 from rlx.runtime.checkpoint import Checkpointer, restore_params  # noqa: E402
 from rlx.runtime.preemption import PreemptionGuard  # noqa: E402
 from rlx.optim import create_train_state, make_optimizer  # noqa: E402
-from rlx.sampling import LENGTH, Buckets, SamplingParams, sample  # noqa: E402
+from rlx.sampling import Buckets, SamplingParams, sample  # noqa: E402
 
 CONFIG = models.ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2,
                             head_dim=8, d_ff=64, init_std=0.3)
@@ -70,14 +70,7 @@ def trajectory(r, rewards: np.ndarray) -> Trajectory:
   """The sampler's rollout (global device arrays, rows over data × fsdp) and the gathered
   rewards (the global ``[R]`` host array) as the preparation's typed input. The arrays stay on
   the devices: on several processes none of them is fully addressable from one host."""
-  rows = len(rewards)
-  return Trajectory(
-      prompt_tokens=r.prompt_tokens, prompt_mask=r.prompt_mask,
-      completion_tokens=r.completion_tokens, completion_mask=r.completion_mask,
-      loss_mask=r.completion_mask, sampler_logprobs=r.logprobs, rewards=rewards,
-      token_rewards=np.zeros(r.completion_mask.shape, np.float32), group_ids=r.group_ids,
-      sample_mask=np.ones((rows,), np.float32),
-      finished=(r.finish_reason != LENGTH).astype(jnp.float32))
+  return Trajectory.from_device_rollout(r, rewards)
 
 
 def main():

@@ -13,13 +13,13 @@ from rlx.runtime.phases.sft import SFTPhase, SFTSchedule, sft_schedule
 
 MAIN_PHASES = {
     **{a: RLPhase for a in Algorithm if a not in (Algorithm.SFT, Algorithm.DPO, Algorithm.RM,
-                                                 Algorithm.ITERATIVE_DPO)},
+                                                 Algorithm.ITERATIVE_DPO,
+                                                 Algorithm.REJECTION_SFT)},
     Algorithm.DPO: OfflinePreferencePhase,
     Algorithm.RM: OfflinePreferencePhase,
     Algorithm.ITERATIVE_DPO: IterativeDPOPhase,
+    Algorithm.REJECTION_SFT: RejectionSFTPhase,
 }
-for _cls in (RejectionSFTPhase,):
-  MAIN_PHASES[Algorithm(_cls.algorithm)] = _cls
 
 __all__ = ["IterativeDPOPhase", "MAIN_PHASES", "OfflinePreferencePhase", "RLPhase",
            "RejectionSFTPhase", "SFTPhase", "SFTSchedule", "sft_schedule"]

@@ -50,7 +50,6 @@ def sft_rows(traj, keep: np.ndarray, batch_size: int) -> sft.SFTBatch:
 
 class RejectionSFTPhase(Phase):
   name = "rejection_sft"
-  algorithm = "rejection_sft"
 
   def __init__(self, setup, params):
     super().__init__(setup)
