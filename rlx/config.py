@@ -266,6 +266,17 @@ def default_config() -> ml_collections.ConfigDict:
   g.stdout = True  # also print them (a progress line about every 1% of the run)
   g.tensorboard = True  # also write TensorBoard event files to WORKDIR/tensorboard
 
+  # --- parameter-efficient training (docs/lora.md) -----------------------------------------
+  c.lora = lo = ml_collections.ConfigDict()
+  lo.rank = 0  # LoRA rank r (0 = full fine-tuning: every parameter trains)
+  lo.alpha = 16.0  # scale s = alpha / r (alpha / sqrt(r) with rslora)
+  lo.targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+  #   projection names, or regular expressions matched against paths like layers.3.attn.q_proj
+  lo.dropout = 0.0  # dropout on the adapters' input during updates, [0, 1)
+  lo.rslora = False  # rank-stabilised scaling alpha / sqrt(r)
+  lo.quantize = ""  # frozen base kernels: "" (as loaded), "int8" (per channel), "nf4" (4-bit)
+  lo.group_size = 64  # nf4: inputs per scale block (even; divides d_model, head_dim, d_ff)
+
   # --- mesh, multi-host and memory (docs/scaling.md) ------------------------------------------
   c.mesh = h = ml_collections.ConfigDict()
   h.data = 1  # data-parallel groups (parameters replicated across them); -1 = the rest
@@ -512,6 +523,31 @@ class MeshSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoraSection:
+  rank: int = 0
+  alpha: float = 16.0
+  targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                              "down_proj")
+  dropout: float = 0.0
+  rslora: bool = False
+  quantize: str = ""
+  group_size: int = 64
+
+  @property
+  def enabled(self) -> bool:
+    return self.rank > 0
+
+  def spec(self):
+    """The ``rlx.models.LoRASpec`` (None for full fine-tuning)."""
+    if not self.enabled:
+      return None
+    from rlx.models.config import LoRASpec
+    return LoRASpec(rank=self.rank, alpha=self.alpha, targets=tuple(self.targets),
+                    dropout=self.dropout, rslora=self.rslora, quantize=self.quantize,
+                    group_size=self.group_size)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
   seed: int
   num_steps: int
@@ -527,6 +563,7 @@ class RunConfig:
   logging: LoggingSection
   mesh: MeshSection = MeshSection()
   pref: PrefSection = PrefSection()
+  lora: LoraSection = LoraSection()
 
   @property
   def is_rl(self) -> bool:
@@ -825,6 +862,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _positive("logging.every_steps", lg.get("every_steps", 0), True)
   logging = _fields(LoggingSection, lg, "logging")
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
+  lora = _lora_section(cfg.get("lora") or {}, model_config)
 
   _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
          cfg.get("num_steps"), "must be an integer >= 0")
@@ -835,7 +873,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   return RunConfig(seed=int(cfg.get("seed", 0)), num_steps=int(cfg["num_steps"]), model=model,
                    data=data, algo=algo, optim=optim, sampling=sampling, rewards=rewards,
                    warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging,
-                   mesh=mesh, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
+                   mesh=mesh, lora=lora, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
                                                  int(cfg["num_steps"])))
 
 
@@ -930,6 +968,39 @@ def _pref_section(p, name: Algorithm, data: DataSection, algo: AlgoSection,
            "iterative_dpo samples algo.group_size completions per prompt to pair: set >= 2")
     _positive("pref.round_prompts", pref.round_prompts, True)
   return pref
+
+
+def _lora_section(section, model_config) -> LoraSection:
+  """The ``lora`` section: rank 0 is full fine-tuning; otherwise every field is checked against
+  the model (targets that match no projection, NF4 blocks that do not divide its widths)."""
+  section = dict(section)
+  if isinstance(section.get("targets"), str):
+    section["targets"] = tuple(t.strip() for t in section["targets"].split(",") if t.strip())
+  lo = _fields(LoraSection, section, "lora", defaults=True)
+  _check(isinstance(lo.rank, int) and lo.rank >= 0, "lora.rank", lo.rank,
+         "must be an integer >= 0 (0 = full fine-tuning)")
+  if not lo.enabled:
+    return lo
+  _positive("lora.alpha", lo.alpha)
+  try:
+    spec = lo.spec()
+  except ValueError as e:  # LoRASpec's messages name the field: "lora.dropout=1.5: ..."
+    raise ConfigError(f"config.{e}") from None
+  paths = [f"layers.{i}.{m}.{p}" for i in range(model_config.n_layers)
+           for m, names in (("attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
+                            ("mlp", ("gate_proj", "up_proj", "down_proj"))) for p in names]
+  for t in spec.targets:
+    one = dataclasses.replace(spec, targets=(t,))
+    _check(any(one.targets_path(p) for p in paths), "lora.targets", t,
+           "matches no projection; give names among q_proj, k_proj, v_proj, o_proj, gate_proj, "
+           "up_proj, down_proj, or a regular expression matching paths like layers.0.attn.q_proj")
+  if spec.quantize == "nf4":
+    for name, width in (("d_model", model_config.d_model), ("head_dim", model_config.head_dim),
+                        ("d_ff", model_config.d_ff)):
+      g = min(spec.group_size, width)
+      _check(width % g == 0 and g % 2 == 0, "lora.group_size", spec.group_size,
+             f"nf4 blocks must evenly split model {name}={width}; choose a divisor of it")
+  return lo
 
 
 def _mesh_section(h, algo: AlgoSection) -> MeshSection:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from rlx.config import OptimSection, Optimizer, Schedule
+from rlx.models.lora import combine, frozen_view, has_adapters, partition, trainable_only
 
 PyTree = Any
 
@@ -93,11 +94,13 @@ def apply_updates(opt: OptimizerDef, params, opt_state, grads, step, lr, active=
 
 
 def init_train_state(opt: OptimizerDef, params, seed: int, value_params=None) -> TrainState:
+  """A fresh state; optimizer state for the trainable parameters only (a LoRA model's
+  adapters, ``rlx.models.lora.partition``)."""
   rng = jax.random.PRNGKey(seed)
   return TrainState(
-      params=params, opt_state=opt.tx.init(params), step=jnp.zeros((), jnp.int32), rng=rng,
-      value_params=value_params,
-      value_opt_state=None if value_params is None else opt.tx.init(value_params))
+      params=params, opt_state=opt.tx.init(trainable_only(params)), step=jnp.zeros((), jnp.int32),
+      rng=rng, value_params=value_params,
+      value_opt_state=None if value_params is None else opt.tx.init(trainable_only(value_params)))
 
 
 def create_train_state(opt: OptimizerDef, params, seed: int, value_params=None, *,
@@ -113,18 +116,31 @@ def create_train_state(opt: OptimizerDef, params, seed: int, value_params=None, 
   """
   if layout is None:
     return init_train_state(opt, params, seed, value_params)
+  # A LoRA model's frozen base is placed, never passed through the compiled init (which would
+  # return a second copy of it).
+  params, frozen = partition(layout.put_tree(params))
+  value_params, value_frozen = partition(
+      None if value_params is None else layout.put_tree(value_params))
   init = lambda p, vp: init_train_state(opt, p, seed, vp)
   in_shardings = (layout.tree_shardings(params), layout.tree_shardings(value_params))
   out_shardings = layout.tree_shardings(jax.eval_shape(init, params, value_params))
   params, value_params = layout.put((params, value_params), in_shardings)
-  return jax.jit(init, in_shardings=in_shardings, out_shardings=out_shardings)(params,
-                                                                               value_params)
+  state = jax.jit(init, in_shardings=in_shardings, out_shardings=out_shardings)(params,
+                                                                                value_params)
+  return state.replace(params=combine(state.params, frozen),
+                       value_params=combine(state.value_params, value_frozen))
 
 
 def frozen_copy(params, dtype: str = ""):
   """A frozen model's parameters (the reference or initial policy) as their own buffers: the
   train state starts from the same arrays and donates them at its first update. ``dtype``
   (``mesh.reference_dtype``, "" = unchanged) casts; a cast to the dtype an array already has
-  returns that very array, so that case copies too. Shardings are kept."""
+  returns that very array, so that case copies too. Shardings are kept.
+
+  A LoRA model's snapshot copies (and casts) its adapters only and shares the frozen base
+  arrays with the train state (``rlx.models.lora.frozen_view``): one copy of the base."""
+  if has_adapters(params):
+    return frozen_view(params, lambda x: x.astype(dtype) if dtype and x.dtype != dtype
+                       else jnp.copy(x))
   return jax.tree.map(
       lambda x: x.astype(dtype) if dtype and x.dtype != dtype else jnp.copy(x), params)

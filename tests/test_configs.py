@@ -13,7 +13,7 @@ from rlx import models
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER_CONFIGS = ["grpo_qwen25_math_7b", "dapo_qwen25_math_7b", "dr_grpo_qwen25_math_7b",
-                 "thinkprune_r1_distill_1p5b"]
+                 "thinkprune_r1_distill_1p5b", "grpo_qlora_qwen25_math_7b"]
 ALGORITHMS = ["sft", "grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp",
               "reinforce_pp_baseline", "remax", "ppo"]
 
@@ -57,6 +57,13 @@ def test_paper_configs_build_abstract_models(name):
   n = sum(x.size for x in jax.tree.leaves(params))
   expected = {"thinkprune_r1_distill_1p5b": 1.78e9}.get(name, 7.6e9)
   assert abs(n - expected) / expected < 0.03, n
+  if run.lora.enabled:  # adapters over NF4 codes: 2 weights a byte, adapters ~2% of the base
+    from rlx.models import lora
+    _, lparams = models.abstract(model_config.replace(lora=run.lora.spec()))
+    adapters = lora.trainable_count(lparams)
+    assert 0.005 < adapters / n < 0.05, adapters
+    codes = [x for x in jax.tree.leaves(lparams) if x.dtype == jax.numpy.uint8]
+    assert sum(x.size for x in codes) * 2 > 0.8 * n
 
 
 def test_paper_config_with_missing_model_dir_fails():

@@ -20,6 +20,12 @@ Metric reductions are declared here, once, for every objective:
 - ``objective.finalize`` may turn sums into means (e.g. DPO's per-pair means).
 A minibatch whose ``weight`` is 0 (padding rows only) leaves parameters and optimizer state
 unchanged (``rlx.optim.apply_updates(active=...)``).
+
+Parameter-efficient runs (``rlx.models.lora``): when the parameters hold ``Adapter`` leaves,
+only those are differentiated and optimised; the frozen base enters the compiled update as a
+separate argument that is *not* donated (and is not returned), so the reference model and the
+train state share one copy of it. Adapters with ``lora.dropout`` drop inputs under a key folded
+from the state's RNG, the optimizer step and the micro-batch.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
+from rlx.models.layers import lora_dropout
+from rlx.models.lora import combine, partition
 from rlx.optim import OptimizerDef, TrainState, apply_updates
 
 
@@ -89,29 +97,46 @@ def _reduce(key: str, acc, value, weight):
   return acc + value * weight
 
 
-def minibatch_gradients(objective: Objective, params, minibatch, hp, micro_batch_size: int = 0):
-  """``(grads, metrics)`` of one minibatch, accumulated over micro-batches (exactly)."""
+def minibatch_gradients(objective: Objective, params, minibatch, hp, micro_batch_size: int = 0,
+                        dropout_key=None):
+  """``(grads, metrics)`` of one minibatch, accumulated over micro-batches (exactly).
+
+  ``grads`` has the structure of ``rlx.models.lora.partition(params)[0]``: every parameter, or
+  only the adapters of a LoRA model (``None`` at the frozen leaves). ``dropout_key``: adapter
+  dropout in the loss's forward passes (None: no dropout).
+  """
   b = batch_rows(minibatch)
   micro = min(micro_batch_size or b, b)
   if b % micro:
     raise ValueError(f"micro_batch_size={micro} must divide the minibatch size {b}")
   minibatch, context, extra = objective.begin(params, minibatch, hp)
-  grad_fn = jax.grad(lambda p, mb: objective.loss(p, mb, context, hp), has_aux=True)
-  micro_batches = split_micro(minibatch, b // micro)
+  trainable, frozen = partition(params)
 
-  def body(carry, mb):
+  def loss(t, mb, i):
+    if dropout_key is None:
+      return objective.loss(combine(t, frozen), mb, context, hp)
+    with lora_dropout(jax.random.fold_in(dropout_key, i)):
+      return objective.loss(combine(t, frozen), mb, context, hp)
+
+  grad_fn = jax.grad(loss, has_aux=True)
+  n = b // micro
+  micro_batches = split_micro(minibatch, n)
+
+  def body(carry, xs):
+    mb, i = xs
     grads, sums, means, total = carry
-    g, (s, m, w) = grad_fn(params, mb)
+    g, (s, m, w) = grad_fn(trainable, mb, i)
     grads = jax.tree.map(jnp.add, grads, g)
     sums = {k: sums[k] + s[k] for k in sums}
     means = {k: _reduce(k, means[k], m[k], w) for k in means}
     return (grads, sums, means, total + w), None
 
   first = jax.tree.map(lambda x: x[0], micro_batches)
-  _, (s0, m0, _) = jax.eval_shape(grad_fn, params, first)
-  init = (jax.tree.map(jnp.zeros_like, params), {k: jnp.zeros((), jnp.float32) for k in s0},
+  _, (s0, m0, _) = jax.eval_shape(grad_fn, trainable, first, 0)
+  init = (jax.tree.map(jnp.zeros_like, trainable), {k: jnp.zeros((), jnp.float32) for k in s0},
           {k: _reduce_init(k) for k in m0}, jnp.zeros((), jnp.float32))
-  (grads, sums, means, total), _ = jax.lax.scan(body, init, micro_batches)
+  (grads, sums, means, total), _ = jax.lax.scan(body, init,
+                                                (micro_batches, jnp.arange(n, dtype=jnp.int32)))
   total = jnp.maximum(total, 1e-8)
   means = {k: v if k.endswith(("_min", "_max")) else v / total for k, v in means.items()}
   return grads, {**objective.finalize({**sums, **means}), **extra}
@@ -131,6 +156,7 @@ def minibatch_order(rng, b: int, spec: LearnerSpec):
   return rng, order.reshape(spec.epochs * spec.minibatches, b // spec.minibatches)
 
 
+_DROPOUT_STREAM = 0x4C6F5241  # fold_in tag of the adapter-dropout keys
 WEIGHT = "@weight"  # per optimizer step: what its minibatch trained on
 
 
@@ -154,15 +180,20 @@ def reduce_steps(metrics: dict) -> dict:
   return out
 
 
-def _optimizer_step(objective: Objective, opt: OptimizerDef, spec: LearnerSpec, batch, hp):
-  """One ``lax.scan`` body: the minibatch ``ids`` → gradients → optimizer step(s)."""
+def _optimizer_step(objective: Objective, opt: OptimizerDef, spec: LearnerSpec, batch, hp,
+                    frozen, dropout_key):
+  """One ``lax.scan`` body: the minibatch ``ids`` → gradients → optimizer step(s). The carry
+  holds the trainable parts; ``frozen`` = (policy base, value base) or Nones."""
 
   def opt_step(carry, ids):
     params, value_params, opt_state, value_opt_state, step = carry
     minibatch = jax.tree.map(lambda x: jnp.take(x, ids, axis=0), batch)
-    trainable = (params, value_params) if objective.trains_value else params
+    full = combine(params, frozen[0])
+    value_full = combine(value_params, frozen[1])
+    trainable = (full, value_full) if objective.trains_value else full
     grads, metrics = minibatch_gradients(objective, trainable, minibatch, hp,
-                                         spec.micro_batch_size)
+                                         spec.micro_batch_size,
+                                         jax.random.fold_in(dropout_key, step))
     weight = objective.weight(minibatch)
     active = weight > 0
     g, vg = grads if objective.trains_value else (grads, None)
@@ -177,9 +208,39 @@ def _optimizer_step(objective: Objective, opt: OptimizerDef, spec: LearnerSpec, 
   return opt_step
 
 
+class Update:
+  """The compiled update ``(state, batch, hp) -> (state, metrics)``: splits a LoRA state into
+  its trainable part (donated to the compiled step) and its frozen base (passed, not donated,
+  not returned), and puts them back together. ``lower`` gives the AOT lowering."""
+
+  def __init__(self, compiled):
+    self.compiled = compiled
+
+  @staticmethod
+  def split(state: TrainState):
+    p, pf = partition(state.params)
+    v, vf = partition(state.value_params)
+    return state.replace(params=p, value_params=v), (pf, vf)
+
+  def __call__(self, state: TrainState, batch, hp):
+    trainable, frozen = self.split(state)
+    new, metrics = self.compiled(trainable, frozen, batch, hp)
+    return new.replace(params=combine(new.params, frozen[0]),
+                       value_params=combine(new.value_params, frozen[1])), metrics
+
+  def lower(self, state: TrainState, batch, hp):
+    trainable, frozen = self.split(state)
+    return self.compiled.lower(trainable, frozen, batch, hp)
+
+  def _cache_size(self) -> int:
+    """Compiled programs so far (``jax.jit``'s cache; tests check nothing recompiles)."""
+    return self.compiled._cache_size()
+
+
 def make_update(objective: Objective, opt: OptimizerDef, spec: LearnerSpec = LearnerSpec(),
-                layout=None):
-  """The compiled update ``(state, batch, hp) -> (state, metrics)``; state donated.
+                layout=None) -> Update:
+  """The compiled update ``(state, batch, hp) -> (state, metrics)``; state donated (the frozen
+  base of a LoRA model excepted).
 
   ``hp`` is a struct of traced hyper-parameters with at least ``lr`` (changing any value never
   recompiles). With ``layout`` (``rlx.runtime.mesh.Layout``) compiled with explicit shardings
@@ -187,16 +248,17 @@ def make_update(objective: Objective, opt: OptimizerDef, spec: LearnerSpec = Lea
   ``data × fsdp``, hyper-parameters and metrics replicated.
   """
 
-  def update(state: TrainState, batch, hp):
+  def update(state: TrainState, frozen, batch, hp):
+    dropout_key = jax.random.fold_in(state.rng, _DROPOUT_STREAM)  # leaves the RNG stream as is
     rng, order = minibatch_order(state.rng, batch_rows(batch), spec)
     carry = (state.params, state.value_params, state.opt_state, state.value_opt_state,
              state.step)
     (params, value_params, opt_state, value_opt_state, step), metrics = jax.lax.scan(
-        _optimizer_step(objective, opt, spec, batch, hp), carry, order)
+        _optimizer_step(objective, opt, spec, batch, hp, frozen, dropout_key), carry, order)
     return state.replace(params=params, value_params=value_params, opt_state=opt_state,
                          value_opt_state=value_opt_state, step=step, rng=rng), \
         reduce_steps(metrics)
 
   if layout is not None:
-    return layout.jit(update, donate_argnums=0)
-  return jax.jit(update, donate_argnums=0)
+    return Update(layout.jit(update, donate_argnums=0))
+  return Update(jax.jit(update, donate_argnums=0))

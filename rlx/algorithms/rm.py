@@ -123,6 +123,8 @@ def model_config_from_json(d: dict) -> models.ModelConfig:
   if d.get("rope_scaling"):
     d["rope_scaling"] = models.RopeScaling(**d["rope_scaling"])
   d["sliding_layers"] = tuple(d.get("sliding_layers") or ())
+  if d.get("lora"):
+    d["lora"] = models.LoRASpec(**d["lora"])
   return models.ModelConfig(**d)
 
 

@@ -21,6 +21,7 @@ construction, so no string comparisons happen inside jitted code.
 from __future__ import annotations
 
 import dataclasses
+import re
 import enum
 import functools
 
@@ -51,6 +52,63 @@ class RopeScaling:
   low_freq_factor: float = 1.0
   high_freq_factor: float = 4.0
   original_max_position_embeddings: int = 8192
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+QUANTIZE_MODES = ("", "int8", "nf4")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoRASpec:
+  """Low-rank adapters on the decoder's projections (docs/lora.md).
+
+  Each targeted projection y = x·W computes y = x·W + s·(x·A)·B with A [in, r] (Kaiming-uniform,
+  as loralib/PEFT initialise the LoRA paper's A) and B [r, out] zeros, so an untrained adapter
+  is the base model exactly. s = alpha / r, or alpha / sqrt(r) with ``rslora`` (Kalajdzievski,
+  2023). ``targets``: projection names (``q_proj`` ... ``down_proj``) or regular expressions
+  matched in full against a projection's path (``layers.3.attn.q_proj``, ``layers.0.mlp.up_proj``).
+  ``quantize`` stores the frozen base projection kernels as int8 (per output channel) or NF4
+  (4-bit normal-float codes, two per byte, one float32 scale per ``group_size`` inputs);
+  dequantised on the fly in the matmul. ``dropout`` drops the adapter's input in training
+  updates only.
+  """
+
+  rank: int = 8
+  alpha: float = 16.0
+  targets: tuple[str, ...] = LORA_TARGETS
+  dropout: float = 0.0
+  rslora: bool = False
+  quantize: str = ""
+  group_size: int = 64
+
+  def __post_init__(self):
+    object.__setattr__(self, "targets", tuple(self.targets))
+    if self.rank <= 0:
+      raise ValueError(f"lora.rank={self.rank}: must be a positive integer")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"lora.dropout={self.dropout}: must be in [0, 1)")
+    if self.quantize not in QUANTIZE_MODES:
+      raise ValueError(f"lora.quantize={self.quantize!r}: allowed values: "
+                       f"{', '.join(repr(m) for m in QUANTIZE_MODES)}")
+    if self.group_size <= 0 or self.group_size % 2:
+      raise ValueError(f"lora.group_size={self.group_size}: must be a positive even integer")
+    if not self.targets:
+      raise ValueError("lora.targets is empty: name at least one projection")
+    for t in self.targets:
+      try:
+        re.compile(t)
+      except re.error as e:
+        raise ValueError(f"lora.targets: {t!r} is not a valid regular expression ({e})") from None
+
+  @property
+  def scale(self) -> float:
+    """s = alpha / r (alpha / sqrt(r) with rsLoRA)."""
+    return self.alpha / (self.rank ** 0.5 if self.rslora else self.rank)
+
+  def targets_path(self, path: str) -> bool:
+    """Whether the projection at ``path`` (e.g. ``layers.0.attn.q_proj``) gets an adapter."""
+    name = path.rsplit(".", 1)[-1]
+    return any(t == name or re.fullmatch(t, path) for t in self.targets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +147,7 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype ("float32" or "bfloat16")
   param_dtype: str = "float32"  # parameter storage dtype
   init_std: float = 0.02  # stddev of the normal initialiser of random models
+  lora: LoRASpec | None = None  # low-rank adapters (None: every parameter is trained)
 
   def __post_init__(self):
     object.__setattr__(self, "family", Family(self.family))

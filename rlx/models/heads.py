@@ -11,20 +11,26 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rlx.models.config import ModelConfig
-from rlx.models.layers import KeySeq, param
+from rlx.models.layers import Adapter, KeySeq, param
 from rlx.models.transformer import Decoder
 
 Array = jax.Array
 
 
 class ScalarHead(nnx.Module):
-  """h [..., D] → float32 [...]: h·w + b."""
+  """h [..., D] → float32 [...]: h·w + b. On a LoRA backbone (``config.lora``) the head is an
+  ``Adapter``: trained alongside the adapters while the backbone stays frozen."""
 
   def __init__(self, config: ModelConfig, keys: KeySeq):
     d = config.d_model
     self.kernel = param(keys, (d,), ("embed",), config.param_dtype, init="normal",
                         std=1.0 / (d + 1))
     self.bias = param(keys, (), (), config.param_dtype, init="zeros")
+    if config.lora is not None:
+      self.kernel = Adapter(self.kernel[...].astype(jnp.float32), eager_sharding=False,
+                            out_sharding=("embed",))
+      self.bias = Adapter(self.bias[...].astype(jnp.float32), eager_sharding=False,
+                          out_sharding=())
 
   def __call__(self, h: Array) -> Array:
     return (jnp.einsum("...d,d->...", h.astype(jnp.float32), self.kernel[...].astype(jnp.float32))

@@ -8,12 +8,17 @@ to map onto mesh axes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
+import zlib
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from rlx.models.config import Activation, ModelConfig
-from rlx.models import sharding
+from rlx.models import quant, sharding
 
 Array = jax.Array
 
@@ -90,22 +95,129 @@ def softcap(x: Array, cap: float | None) -> Array:
   return x if cap is None else cap * jnp.tanh(x / cap)
 
 
+class Adapter(nnx.Param):
+  """A parameter a parameter-efficient run trains (LoRA's A and B, a scalar head on a LoRA
+  backbone). When a parameter tree holds any ``Adapter``, only its ``Adapter`` leaves are
+  trained, checkpointed and given optimizer state; the rest is the frozen base
+  (``rlx.models.lora``)."""
+
+
+# Dropout on the adapters' input: a PRNG key (traced) set by the learner around a training
+# forward pass; every adapter folds in its own call index. Unset (sampling, log-prob passes,
+# evaluation): no dropout.
+_DROPOUT = contextvars.ContextVar("rlx_lora_dropout", default=None)
+
+
+@contextlib.contextmanager
+def lora_dropout(key):
+  """While tracing inside, LoRA adapters with ``dropout > 0`` drop inputs using ``key``."""
+  token = _DROPOUT.set([key, 0])
+  try:
+    yield
+  finally:
+    _DROPOUT.reset(token)
+
+
+def _dropout(x: Array, rate: float) -> Array:
+  state = _DROPOUT.get()
+  if state is None or rate == 0.0:
+    return x
+  state[1] += 1
+  keep = jax.random.bernoulli(jax.random.fold_in(state[0], state[1]), 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def _split_equation(equation: str):
+  """"bsd,dhe->bshe" → (x subscripts, kernel subscripts, output subscripts, contracting axes of
+  the kernel, kept letters of x)."""
+  inputs, out = equation.split("->")
+  xs, ks = inputs.split(",")
+  contract = tuple(i for i, c in enumerate(ks) if c in xs)
+  return xs, ks, out, contract, "".join(c for c in xs if c not in ks)
+
+
 class Projection(nnx.Module):
-  """A dense map written as one einsum, with an optional bias over the output dims."""
+  """A dense map written as one einsum, with an optional bias over the output dims.
+
+  With ``config.lora`` targeting this projection's ``path``: y = x·W + s·(drop(x)·A)·B, A over
+  the kernel's contracting dims and the rank r, B over r and its output dims (both ``Adapter``s
+  with the kernel's logical axes, so they shard by the same rules). With ``lora.quantize`` the
+  kernel is stored as int8 / NF4 codes plus ``kernel_scale`` (``rlx.models.quant``).
+  """
 
   def __init__(self, equation: str, kernel_shape, kernel_axes, config: ModelConfig, *,
-               bias_shape=None, bias_axes=None, keys: KeySeq | None = None):
+               bias_shape=None, bias_axes=None, keys: KeySeq | None = None, path: str = ""):
     self.equation = equation
     self.dtype = config.dtype
-    self.kernel = param(keys, kernel_shape, kernel_axes, config.param_dtype, init="normal",
-                        std=config.init_std)
+    spec = config.lora
+    xs, ks, out, contract, kept = _split_equation(equation)
+    self.contract = contract
+    self.quantize = spec.quantize if spec is not None else ""
+    kernel = param(keys, kernel_shape, kernel_axes, config.param_dtype, init="normal",
+                   std=config.init_std)
+    if self.quantize:
+      codes, scale = quant.quantize(kernel[...], self.quantize, contract, spec.group_size)
+      scale_axes = tuple(None if (i in contract and self.quantize == "int8") else a
+                         for i, a in enumerate(kernel_axes))
+      kernel = nnx.Param(codes, eager_sharding=False, out_sharding=tuple(kernel_axes))
+      self.kernel_scale = nnx.Param(scale, eager_sharding=False, out_sharding=scale_axes)
+    else:
+      self.kernel_scale = None
+    self.kernel = kernel
     self.bias = None if bias_shape is None else param(keys, bias_shape, bias_axes,
                                                       config.param_dtype, init="zeros")
+    lora_a = lora_b = None
+    if spec is not None and path and spec.targets_path(path):
+      r = spec.rank
+      fan_in = math.prod(kernel_shape[i] for i in contract)
+      bound = 1.0 / math.sqrt(fan_in)  # Kaiming-uniform with a = sqrt(5), as loralib / PEFT
+      a_shape = tuple(kernel_shape[i] for i in contract) + (r,)
+      out_dims = [i for i in range(len(ks)) if i not in contract]
+      # Drawn from the path, not the key stream, so the base weights of a random model are the
+      # same with and without adapters.
+      key = jax.random.fold_in(keys.key, zlib.crc32(path.encode()) & 0x7FFFFFFF)
+      lora_a = Adapter(
+          jax.random.uniform(key, a_shape, jnp.float32, -bound, bound),
+          eager_sharding=False, out_sharding=tuple(kernel_axes[i] for i in contract) + (None,))
+      lora_b = Adapter(
+          jnp.zeros((r,) + tuple(kernel_shape[i] for i in out_dims), jnp.float32),
+          eager_sharding=False, out_sharding=(None,) + tuple(kernel_axes[i] for i in out_dims))
+      contract_s = "".join(ks[i] for i in contract)
+      out_s = "".join(ks[i] for i in out_dims)
+      self.equation_a = f"{xs},{contract_s}r->{kept}r"
+      self.equation_b = f"{kept}r,r{out_s}->{out}"
+      self.equation_delta = f"{contract_s}r,r{out_s}->{ks}"  # A·B in the kernel's layout
+      self.lora_scale = spec.scale
+      self.lora_dropout = spec.dropout
+    self.lora_a, self.lora_b = lora_a, lora_b
+
+  def weight(self, dtype=None) -> Array:
+    """The base kernel in ``dtype`` (dequantised when stored quantised)."""
+    dtype = dtype or self.dtype
+    if self.kernel_scale is None:
+      return self.kernel[...].astype(dtype)
+    return quant.dequantize(self.kernel[...], self.kernel_scale[...], self.quantize,
+                            self.contract, dtype)
+
+  def merged_kernel(self) -> Array:
+    """W + s·A·B in float32 (the kernel of the equivalent plain projection)."""
+    w = self.weight(jnp.float32)
+    if self.lora_a is None:
+      return w
+    delta = jnp.einsum(self.equation_delta, self.lora_a[...].astype(jnp.float32),
+                       self.lora_b[...].astype(jnp.float32))
+    return w + self.lora_scale * delta
 
   def __call__(self, x: Array) -> Array:
-    y = jnp.einsum(self.equation, x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    x = x.astype(self.dtype)
+    y = jnp.einsum(self.equation, x, self.weight())
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
+    if self.lora_a is not None:
+      h = jnp.einsum(self.equation_a, _dropout(x, self.lora_dropout),
+                     self.lora_a[...].astype(self.dtype))
+      y = y + jnp.einsum(self.equation_b, h, self.lora_b[...].astype(self.dtype)) * jnp.asarray(
+          self.lora_scale, self.dtype)
     return y
 
 
@@ -117,22 +229,22 @@ class Attention(nnx.Module):
   attention dots have their batch dimensions (b, k) leading, so XLA never transposes the cache.
   """
 
-  def __init__(self, config: ModelConfig, keys: KeySeq | None = None):
+  def __init__(self, config: ModelConfig, keys: KeySeq | None = None, path: str = "attn"):
     c = config
     d, h, k, e = c.d_model, c.n_heads, c.n_kv_heads, c.head_dim
     bias = dict(bias_shape=(h, e), bias_axes=("heads", "head_dim")) if c.qkv_bias else {}
     kv_bias = dict(bias_shape=(k, e), bias_axes=("kv_heads", "head_dim")) if c.qkv_bias else {}
     self.q_proj = Projection("bsd,dhe->bshe", (d, h, e), ("embed", "heads", "head_dim"), c,
-                             keys=keys, **bias)
+                             keys=keys, path=f"{path}.q_proj", **bias)
     self.k_proj = Projection("bsd,dke->bske", (d, k, e), ("embed", "kv_heads", "head_dim"), c,
-                             keys=keys, **kv_bias)
+                             keys=keys, path=f"{path}.k_proj", **kv_bias)
     self.v_proj = Projection("bsd,dke->bske", (d, k, e), ("embed", "kv_heads", "head_dim"), c,
-                             keys=keys, **kv_bias)
+                             keys=keys, path=f"{path}.v_proj", **kv_bias)
     # jnp.einsum orders contracted dims alphabetically: "hk" keeps (heads, head_dim) in memory
     # order; with "he" XLA transposed the [H, E, D] kernel and the attention output on every call
     # (12 copies per decode step of the sampling benchmark, 8% of its time).
     self.o_proj = Projection("bshk,hkd->bsd", (h, e, d), ("heads", "head_dim", "embed"), c,
-                             keys=keys)
+                             keys=keys, path=f"{path}.o_proj")
     self.q_norm = RMSNorm(e, "head_dim", c, keys) if c.qk_norm else None
     self.k_norm = RMSNorm(e, "head_dim", c, keys) if c.qk_norm else None
     self.n_kv_heads = k
@@ -200,11 +312,15 @@ def _attend(q, k, v, mask, cap):
 class MLP(nnx.Module):
   """Gated MLP: down(act(x·gate) ⊙ (x·up)); SwiGLU (silu) or GeGLU (gelu, tanh approx.)."""
 
-  def __init__(self, config: ModelConfig, keys: KeySeq | None = None):
+  def __init__(self, config: ModelConfig, keys: KeySeq | None = None, path: str = "mlp"):
     c = config
-    self.gate_proj = Projection("bsd,df->bsf", (c.d_model, c.d_ff), ("embed", "mlp"), c, keys=keys)
-    self.up_proj = Projection("bsd,df->bsf", (c.d_model, c.d_ff), ("embed", "mlp"), c, keys=keys)
-    self.down_proj = Projection("bsf,fd->bsd", (c.d_ff, c.d_model), ("mlp", "embed"), c, keys=keys)
+    kw = dict(keys=keys)
+    self.gate_proj = Projection("bsd,df->bsf", (c.d_model, c.d_ff), ("embed", "mlp"), c,
+                                path=f"{path}.gate_proj", **kw)
+    self.up_proj = Projection("bsd,df->bsf", (c.d_model, c.d_ff), ("embed", "mlp"), c,
+                              path=f"{path}.up_proj", **kw)
+    self.down_proj = Projection("bsf,fd->bsd", (c.d_ff, c.d_model), ("mlp", "embed"), c,
+                                path=f"{path}.down_proj", **kw)
     self.gelu = c.activation == Activation.GELU_TANH
 
   def __call__(self, x: Array) -> Array:
@@ -218,12 +334,12 @@ class MLP(nnx.Module):
 class DecoderLayer(nnx.Module):
   """Pre-norm block; Gemma 2 adds a norm after attention and after the MLP (`post_norms`)."""
 
-  def __init__(self, config: ModelConfig, keys: KeySeq | None = None):
+  def __init__(self, config: ModelConfig, keys: KeySeq | None = None, path: str = "layers.0"):
     c = config
     self.attn_norm = RMSNorm(c.d_model, "embed", c, keys)
-    self.attn = Attention(c, keys)
+    self.attn = Attention(c, keys, f"{path}.attn")
     self.mlp_norm = RMSNorm(c.d_model, "embed", c, keys)
-    self.mlp = MLP(c, keys)
+    self.mlp = MLP(c, keys, f"{path}.mlp")
     self.post_attn_norm = RMSNorm(c.d_model, "embed", c, keys) if c.post_norms else None
     self.post_mlp_norm = RMSNorm(c.d_model, "embed", c, keys) if c.post_norms else None
 

@@ -81,7 +81,7 @@ class Decoder(nnx.Module):
     keys = KeySeq(rngs.params())
     self.embedding = param(keys, (c.vocab_size, c.d_model), ("vocab", "embed"), c.param_dtype,
                            init="normal", std=c.init_std)
-    self.layers = nnx.List([DecoderLayer(c, keys) for _ in range(c.n_layers)])
+    self.layers = nnx.List([DecoderLayer(c, keys, f"layers.{i}") for i in range(c.n_layers)])
     self.final_norm = RMSNorm(c.d_model, "embed", c, keys)
 
   def init_cache(self, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:

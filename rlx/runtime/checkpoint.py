@@ -35,6 +35,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rlx.models.lora import fill_frozen, has_adapters, trainable_only
+
 _ARRAY = "__ndarray__"
 MANIFEST = "checksums.json"  # inside each step directory
 DISCARDED = "discarded"  # where unusable steps that a resumed run writes again are moved
@@ -359,7 +361,7 @@ class Checkpointer(StepVerifier):
         _write_json_atomic(os.path.join(self.directory, MARKER),
                            {"version": 1, "first_step": int(step)})
       saved = self.manager.save(int(step), args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(to_json(host))),
+          state=ocp.args.StandardSave(_stored(state)), host=ocp.args.JsonSave(to_json(host))),
           force=force)
     except Exception as e:
       if not _disk_full(e):
@@ -376,8 +378,8 @@ class Checkpointer(StepVerifier):
     An explicit ``step`` that does not verify raises :class:`CorruptCheckpointError`."""
     step = self.usable(step)
     out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(like)), host=ocp.args.JsonRestore()))
-    return out.state, from_json(out.host)
+        state=ocp.args.StandardRestore(_abstract(_stored(like))), host=ocp.args.JsonRestore()))
+    return _filled(out.state, like), from_json(out.host)
 
   def restore_host(self, step: int | None = None) -> dict:
     """Only the host item (to learn the run's phase before building the state to restore)."""
@@ -394,6 +396,21 @@ class Checkpointer(StepVerifier):
     self.manager.close()
 
 
+def _stored(items):
+  """What a checkpoint stores of ``{name: tree}`` items: a LoRA model's trees without their
+  frozen base (``rlx.models.lora.trainable_only``); the base comes back from the run's model
+  (``model.path`` / the seed) on restore."""
+  if isinstance(items, dict):
+    return {k: trainable_only(v) for k, v in items.items()}
+  return trainable_only(items)
+
+
+def _filled(restored, like):
+  if isinstance(like, dict):
+    return {k: fill_frozen(restored[k], v) for k, v in like.items()}
+  return fill_frozen(restored, like)
+
+
 def _path_key(path) -> tuple[str, ...]:
   out = []
   for p in path:
@@ -406,6 +423,19 @@ def _path_key(path) -> tuple[str, ...]:
   return tuple(out)
 
 
+def checkpoint_host(directory: str, step: int | None = None) -> dict:
+  """The host item of an rlx checkpoint directory (its latest verified step, or ``step``)."""
+  manager = ocp.CheckpointManager(
+      os.path.abspath(directory), item_names=("state", "host"),
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})
+  try:
+    step = StepVerifier(directory).usable(step)
+    return from_json(manager.restore(step, args=ocp.args.Composite(
+        host=ocp.args.JsonRestore())).host)
+  finally:
+    manager.close()
+
+
 def restore_params(directory: str, like_params: Any, *, step: int | None = None,
                    subtree: tuple[str, ...] = ("train", "params")) -> Any:
   """The policy parameters of an rlx checkpoint directory (``checkpoint.init_from``), matched by
@@ -413,7 +443,16 @@ def restore_params(directory: str, like_params: Any, *, step: int | None = None,
 
   Only the parameter subtree is read (an orbax partial restore), each parameter straight into
   the sharding of its counterpart in ``like_params`` (any mesh, any number of processes: the
-  checkpoint may come from another topology); unmatched leaves go to one device / replicated."""
+  checkpoint may come from another topology); unmatched leaves go to one device / replicated.
+  A LoRA model's adapters are read and its frozen base taken from ``like_params``."""
+  if has_adapters(like_params):
+    return fill_frozen(_restore_params(directory, trainable_only(like_params), step, subtree),
+                       like_params)
+  return _restore_params(directory, like_params, step, subtree)
+
+
+def _restore_params(directory: str, like_params: Any, step: int | None,
+                    subtree: tuple[str, ...]) -> Any:
   manager = ocp.CheckpointManager(
       os.path.abspath(directory), item_names=("state", "host"),
       item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})

@@ -118,9 +118,10 @@ def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0)
 
   def save(force=False):
     writer.flush()  # the metrics file holds every step up to the checkpoint
+    base = {"lora_base": setup.lora_base} if getattr(setup, "lora_base", "") else {}
     ckpt.save(step_offset + step, phase.checkpoint_items(),
-              {"phase": phase.name, "phase_step": step, "evals": evals, **phase.host_state()},
-              force=force)
+              {"phase": phase.name, "phase_step": step, "evals": evals, **base,
+               **phase.host_state()}, force=force)
 
   unchecked = None  # (global step, loss scalar on device) not yet checked for finiteness
 

@@ -20,11 +20,12 @@ import ml_collections
 
 from rlx import config as rlx_config
 from rlx import models
+from rlx.models import lora
 from rlx.data import ChatFormat, JsonlSource, PlainFormat, TaskSource, load_task_tokenizer
 from rlx.runtime import distributed
 from rlx.runtime import mesh as mesh_lib
 from rlx.runtime import phases, preference
-from rlx.runtime.checkpoint import Checkpointer, restore_params
+from rlx.runtime.checkpoint import Checkpointer, checkpoint_host, restore_params
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
 from rlx.runtime.phase import run_phase
@@ -52,6 +53,8 @@ class Setup:
   writer: MetricsWriter
   guard: PreemptionGuard
   layout: Any = None  # rlx.runtime.mesh.Layout on a multi-device mesh, None on one device
+  lora_base: str = ""  # LoRA runs: what the frozen base is built from (checked on resume)
+  base_init_from: str = ""  # checkpoint.init_from when it replaced the base (a full checkpoint)
 
 
 def _tokenizer(run):
@@ -102,10 +105,19 @@ def build(cfg, workdir: str) -> Setup:
   else:
     model_config = run.model.model_config().replace(param_dtype=param_dtype)
     graphdef, params = models.init_params(model_config, run.seed, **place)
-  if run.checkpoint.init_from:
-    params = restore_params(run.checkpoint.init_from, params)
+  # checkpoint.init_from: a full checkpoint replaces the base; a LoRA one (adapters only)
+  # supplies the adapters over this config's base.
+  adapters_from = _adapter_checkpoint(run)
+  base_init = "" if adapters_from else run.checkpoint.init_from
+  if base_init:
+    params = restore_params(base_init, params)
     if layout is not None:
       params = layout.put_tree(params)
+  if run.lora.enabled:  # adapters over the (frozen, maybe quantised) base built above
+    model_config = model_config.replace(lora=run.lora.spec())
+    graphdef, params = lora.attach(model_config, params, run.seed, **place)
+  if adapters_from:
+    params = restore_params(adapters_from, params)
   tokenizer = _tokenizer(run)
   formatter = ChatFormat(tokenizer) if run.data.prompt_format is rlx_config.PromptFormat.CHAT \
       else PlainFormat()
@@ -117,7 +129,49 @@ def build(cfg, workdir: str) -> Setup:
       checkpointer=Checkpointer(os.path.join(workdir, "checkpoints"), keep=run.checkpoint.keep),
       writer=MetricsWriter(workdir, stdout=run.logging.stdout, tensorboard=run.logging.tensorboard,
                            every_steps=run.logging.every_steps),
-      guard=PreemptionGuard(), layout=layout)
+      guard=PreemptionGuard(), layout=layout, lora_base=_lora_base(run, base_init),
+      base_init_from=base_init)
+
+
+def _lora_base(run, base_init: str = "") -> str:
+  """A LoRA checkpoint holds adapters only: the base it needs, as the config builds it."""
+  if not run.lora.enabled:
+    return ""
+  source = f"model.path={run.model.path}" if run.model.path else (
+      f"random init (model.preset={run.model.preset}, seed={run.seed})")
+  init = f", checkpoint.init_from={base_init}" if base_init else ""
+  return f"{source}{init}, lora.quantize={run.lora.quantize!r}"
+
+
+def _adapter_checkpoint(run) -> str:
+  """``checkpoint.init_from`` when it holds LoRA adapters only (checked against this config's
+  base), else ""."""
+  path = run.checkpoint.init_from
+  if not path:
+    return ""
+  saved = checkpoint_host(path).get("lora_base", "")
+  if not saved:
+    return ""
+  if not run.lora.enabled:
+    raise rlx_config.ConfigError(
+        f"config.checkpoint.init_from={path!r}: holds LoRA adapters only (base: {saved}); "
+        f"set the same config.lora, or export the merged model (python -m rlx.export) and point "
+        f"config.model.path at it")
+  if saved != _lora_base(run):
+    raise rlx_config.ConfigError(
+        f"config.checkpoint.init_from={path!r}: its adapters were trained over {saved}; this "
+        f"config builds {_lora_base(run)}")
+  return path
+
+
+def _check_lora_base(setup: Setup, host: dict) -> None:
+  saved = host.get("lora_base", "")
+  if saved != setup.lora_base:
+    raise rlx_config.ConfigError(
+        f"config.lora: the checkpoints in {setup.checkpointer.directory} were written by a run "
+        f"whose frozen base was {saved or 'full fine-tuning (no adapters)'}; this config builds "
+        f"{setup.lora_base or 'full fine-tuning (no adapters)'}. Resume with the same base, or "
+        f"use a new workdir")
 
 
 def _check_batch_rows(run: rlx_config.RunConfig, layout) -> None:
@@ -155,10 +209,18 @@ def export(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str, 
            step: int | None = None) -> str:
   """Write the policy of ``workdir``'s checkpoint (the latest, or ``step``) as a Hugging Face
   checkpoint directory ``out`` (config.json + safetensors), loadable by transformers and by
-  ``rlx.models.load_hf``. ``cfg`` is the run's config (it defines the architecture)."""
+  ``rlx.models.load_hf``. ``cfg`` is the run's config (it defines the architecture).
+
+  A LoRA run writes the merged model (W + s·A·B, base dequantised) to ``out`` and, separately,
+  its adapters in PEFT format to ``out/adapter`` (``peft.PeftModel.from_pretrained`` loads them
+  onto the base ``model.path``)."""
   setup = build(cfg, os.path.join(workdir, ".export"))
   params = restore_params(os.path.join(workdir, "checkpoints"), setup.init_params, step=step)
-  models.save_hf(out, setup.model_config, params)
+  config = setup.model_config
+  if config.lora is not None:
+    lora.save_peft(os.path.join(out, "adapter"), config, params, base_model=setup.run.model.path)
+    config, params = lora.merge(config, params)
+  models.save_hf(out, config, params)
   setup.checkpointer.close()
   return out
 
@@ -188,6 +250,8 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
   run, ckpt = setup.run, setup.checkpointer
   latest = ckpt.latest_step()
   host = ckpt.restore_host(latest) if latest is not None else None
+  if host is not None:
+    _check_lora_base(setup, host)
   summary: dict[str, Any] = {"workdir": workdir, "resumed_from": latest, "preempted": False}
   plan = phase_plan(setup)
   setup.writer.total_steps = sum(steps for _, steps, _ in plan)

@@ -52,9 +52,27 @@ def load_reward_model(directory: str, step: int | None = None) -> "rm.RewardMode
     raise ValueError(f"{directory} step {step} is not a reward-model checkpoint (phase "
                      f"{host.get('phase')!r}); train one with algo.name='rm'")
   config = rm.model_config_from_json(info["model_config"])
-  graphdef, like = models.abstract(config, models.RewardModel)  # shapes only, no memory
+  if config.lora is None:
+    graphdef, like = models.abstract(config, models.RewardModel)  # shapes only, no memory
+  else:  # the checkpoint holds adapters and head: the frozen base is rebuilt as the run built it
+    graphdef, like = _lora_reward_model(config, info["base"])
   params = restore_params(directory, like, step=step)
   return rm.RewardModelScorer(graphdef, params, pad_id=int(info.get("pad_id", 0)))
+
+
+def _lora_reward_model(config, base: dict):
+  """``(graphdef, params)`` of a LoRA reward model over the base its run was built from
+  (``model.path`` or the seed's random init, then ``checkpoint.init_from``)."""
+  from rlx.models import lora
+  plain = lora.base_config(config)
+  if base.get("path"):
+    loaded, params = models.load_hf(base["path"], dtype=plain.param_dtype)
+    plain = loaded.replace(dtype=plain.dtype)
+  else:
+    _, params = models.init_params(plain, int(base["seed"]))
+  if base.get("init_from"):
+    params = restore_params(base["init_from"], params)
+  return lora.attach(config, params, int(base["seed"]), cls=models.RewardModel)
 
 
 class ModelLoader:

@@ -100,6 +100,10 @@ class OfflinePreferencePhase(Phase):
     if self.is_rm:
       host["reward_model"] = {"model_config": rm.model_config_to_json(self.setup.model_config),
                               "pad_id": self.setup.tokenizer.pad_id}
+      if self.setup.model_config.lora is not None:  # adapters only: how to rebuild the base
+        run = self.run
+        host["reward_model"]["base"] = {"path": run.model.path, "seed": run.seed,
+                                        "init_from": self.setup.base_init_from}
     return host
 
   def restore(self, items, host):

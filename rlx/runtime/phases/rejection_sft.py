@@ -103,5 +103,7 @@ class RejectionSFTPhase(Phase):
     return metrics, host
 
   def evaluate(self, step: int):
+    if self.run.eval.num_examples == 0:
+      return None
     return rollouts.evaluate(self.setup, sampling_params(self.setup, self.state.params),
                              jax.random.fold_in(self.base_key, EVAL_KEY), self.scorer)

@@ -18,6 +18,7 @@ import numpy as np
 
 from rlx import core
 from rlx import models
+from rlx.models import lora
 from rlx.algorithms import grpo, laser, ppo
 from rlx.config import Algorithm
 from rlx.optim import create_train_state, frozen_copy, make_optimizer
@@ -71,14 +72,19 @@ class RLPhase(Phase):
     self.base_key = jax.random.PRNGKey(run.seed)
 
   def _critic(self, params):
-    """PPO's value network, initialised from the policy's backbone (None for the GRPO family)."""
+    """PPO's value network, initialised from the policy's backbone (None for the GRPO family).
+    On a LoRA policy it shares the policy's frozen base arrays (one copy in memory) and trains
+    its own adapters and head."""
     if self.run.algo.name is not Algorithm.PPO:
       return None
     layout = self.setup.layout
     place = {} if layout is None else {"mesh": layout.mesh, "rules": layout.rules}
     self.value_graphdef, value_params = models.init_params(
         self.setup.model_config, self.run.seed, cls=models.ValueModel, **place)
-    return jax.tree.map(jnp.copy, models.init_from_policy(value_params, params))
+    value_params = models.init_from_policy(value_params, params)
+    if lora.has_adapters(value_params):  # its own adapters and head over the policy's base
+      return lora.frozen_view(value_params)
+    return jax.tree.map(jnp.copy, value_params)
 
   def _build_steps(self, opt, spec: grpo.GRPOSpec):
     s, layout = self.setup, self.setup.layout
