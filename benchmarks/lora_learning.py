@@ -64,8 +64,9 @@ def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
              runs=("full", "lora")) -> list[dict]:
   from rlx.runtime.run import train
   sft_dir = os.path.join(root, f"sft{seed}")
-  cfg = _config(seed, 0)  # the warm start only (its last step is checkpointed)
-  train(cfg, sft_dir)
+  # The warm start only (its last step is checkpointed); with the same --root a rerun finds it
+  # done and only evaluates.
+  train(_config(seed, 0), sft_dir)
   out = []
   for name in runs:
     cfg = _config(seed, steps)
@@ -75,12 +76,14 @@ def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
       cfg.lora.rank = rank
       cfg.lora.alpha = 2.0 * rank
       cfg.optim.learning_rate = lora_lr
-    workdir = os.path.join(root, f"{name}{seed}")
+    tag = f"r{rank}_lr{lora_lr:g}" if name == "lora" else ""
+    workdir = os.path.join(root, f"{name}{tag}_{seed}")
     t0 = time.perf_counter()
     summary = train(cfg, workdir)
     wall = time.perf_counter() - t0
     before, after = _accuracies(summary["evals"])
-    out.append({"seed": seed, "run": name, "lr": cfg.optim.learning_rate, "before": before,
+    out.append({"seed": seed, "run": name, "rank": rank, "lr": cfg.optim.learning_rate,
+                "before": before,
                 "after": after, "wall": wall, "ckpt": _last_step_bytes(workdir)})
     print(out[-1], flush=True)
   return out
@@ -93,9 +96,10 @@ def main():
   p.add_argument("--rank", type=int, default=8)
   p.add_argument("--lora_lr", type=float, default=1e-3)
   p.add_argument("--runs", default="full,lora", help="which of full,lora to run")
+  p.add_argument("--root", default="", help="work directory (reused: SFT runs are not redone)")
   p.add_argument("--no_record", action="store_true")
   args = p.parse_args()
-  root = tempfile.mkdtemp(prefix="rlx_lora_learning_")
+  root = args.root or tempfile.mkdtemp(prefix="rlx_lora_learning_")
   rows = []
   for seed in [int(s) for s in args.seeds.split(",")]:
     rows += run_seed(seed, args.steps, args.rank, args.lora_lr, root, args.runs.split(","))
@@ -103,11 +107,12 @@ def main():
   for r in rows:
     g0, g1 = r["before"]["eval/greedy_accuracy"], r["after"]["eval/greedy_accuracy"]
     s0, s1 = r["before"]["eval/pass@1"], r["after"]["eval/pass@1"]
-    table.append(f"| {r['seed']} | {r['run']} (lr {r['lr']:g}) | {g0:.3f} → {g1:.3f} "
+    label = f"lora r{r['rank']}" if r["run"] == "lora" else "full"
+    table.append(f"| {r['seed']} | {label} (lr {r['lr']:g}) | {g0:.3f} → {g1:.3f} "
                  f"({g1 - g0:+.3f}) | {s0:.3f} → {s1:.3f} | {r['wall']:.0f} s | "
                  f"{r['ckpt'] / 1e3:.0f} kB |")
-  header = (f"{args.steps} GRPO steps from the quickstart's SFT checkpoint (400 steps), LoRA rank "
-            f"{args.rank} (alpha {2 * args.rank}) on every projection vs every parameter; "
+  header = (f"{args.steps} GRPO steps from the quickstart's SFT checkpoint (400 steps), LoRA "
+            f"(alpha = 2 × rank) on every projection vs every parameter; "
             f"{machine()}, {today()}, commit {git_commit()}.\n\n"
             "| seed | run | greedy held-out accuracy | sampled pass@1 | RL wall | checkpoint step |\n"
             "|---|---|---|---|---|---|")

@@ -11,6 +11,7 @@ fix — before any model is built or function compiled.
 from __future__ import annotations
 
 import dataclasses
+import json
 import enum
 import os
 from collections.abc import Mapping
@@ -862,7 +863,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _positive("logging.every_steps", lg.get("every_steps", 0), True)
   logging = _fields(LoggingSection, lg, "logging")
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
-  lora = _lora_section(cfg.get("lora") or {}, model_config)
+  lora = _lora_section(cfg.get("lora") or {}, _architecture(model, model_config, check_paths))
 
   _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
          cfg.get("num_steps"), "must be an integer >= 0")
@@ -970,6 +971,19 @@ def _pref_section(p, name: Algorithm, data: DataSection, algo: AlgoSection,
   return pref
 
 
+def _architecture(model: ModelSection, model_config, check_paths: bool):
+  """The architecture a run builds: ``model.path``'s ``config.json`` when there is one."""
+  path = os.path.join(model.path, "config.json") if model.path else ""
+  if not (check_paths and path and os.path.isfile(path)):
+    return model_config
+  from rlx import models
+  try:
+    with open(path) as f:
+      return models.config_from_hf(json.load(f))
+  except (ValueError, KeyError, TypeError) as e:
+    raise ConfigError(f"config.model.path={model.path!r}: unreadable config.json ({e})") from None
+
+
 def _lora_section(section, model_config) -> LoraSection:
   """The ``lora`` section: rank 0 is full fine-tuning; otherwise every field is checked against
   the model (targets that match no projection, NF4 blocks that do not divide its widths)."""
@@ -980,6 +994,8 @@ def _lora_section(section, model_config) -> LoraSection:
   _check(isinstance(lo.rank, int) and lo.rank >= 0, "lora.rank", lo.rank,
          "must be an integer >= 0 (0 = full fine-tuning)")
   if not lo.enabled:
+    _check(lo.quantize == "", "lora.quantize", lo.quantize,
+           "a quantised base needs adapters to train: set lora.rank > 0 (or quantize='')")
     return lo
   _positive("lora.alpha", lo.alpha)
   try:

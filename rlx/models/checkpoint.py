@@ -397,6 +397,10 @@ def save_hf(path: str, config: ModelConfig, params: nnx.State,
 
   Tensors are fetched to the host one at a time; parameters keep their dtype.
   """
+  if config.lora is not None:
+    raise ValueError("save_hf: the config has LoRA adapters (and maybe a quantised base); write "
+                     "rlx.models.lora.merge(config, params) instead, or the adapters with "
+                     "rlx.models.lora.save_peft")
   os.makedirs(path, exist_ok=True)
   with open(os.path.join(path, "config.json"), "w") as f:
     json.dump(config_to_hf(config), f, indent=2)

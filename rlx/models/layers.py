@@ -208,9 +208,22 @@ class Projection(nnx.Module):
                        self.lora_b[...].astype(jnp.float32))
     return w + self.lora_scale * delta
 
+  def _base(self, x: Array) -> Array:
+    """x·W. A quantised kernel is dequantised inside a rematerialised block, so the backward
+    pass dequantises again instead of keeping a full-precision copy of every kernel alive."""
+    if self.kernel_scale is None:
+      return jnp.einsum(self.equation, x, self.weight())
+
+    def matmul(x, codes, scale):
+      w = quant.dequantize(codes, scale, self.quantize, self.contract, self.dtype)
+      return jnp.einsum(self.equation, x, w)
+
+    return jax.checkpoint(matmul, policy=jax.checkpoint_policies.nothing_saveable)(
+        x, self.kernel[...], self.kernel_scale[...])
+
   def __call__(self, x: Array) -> Array:
     x = x.astype(self.dtype)
-    y = jnp.einsum(self.equation, x, self.weight())
+    y = self._base(x)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     if self.lora_a is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -100,13 +101,15 @@ def trainable_count(params: PyTree) -> int:
 
 
 def attach(config: ModelConfig, base_params: nnx.State, seed: int = 0, cls=None, *, mesh=None,
-           rules=None) -> tuple[nnx.GraphDef, nnx.State]:
+           rules=None, donate: bool = False) -> tuple[nnx.GraphDef, nnx.State]:
   """``(graphdef, params)`` of ``cls(config)`` (``config.lora`` set) from the parameters of the
   same architecture without adapters: base leaves copied (kernels quantised with
   ``lora.quantize``), adapters freshly initialised (B = 0: the base model exactly).
 
   One compiled function; the random base of the LoRA model it builds is dead code (every base
   leaf is replaced). With ``mesh`` the outputs are placed by the logical axes and ``rules``.
+  ``donate``: ``base_params`` is not used afterwards (its buffers may hold the outputs, so
+  building never needs two copies of the base).
   """
   from rlx.models import sharding
   from rlx.models.transformer import Transformer, abstract
@@ -140,7 +143,10 @@ def attach(config: ModelConfig, base_params: nnx.State, seed: int = 0, cls=None,
 
   out = None if mesh is None else sharding.param_shardings(abs_params, mesh,
                                                             rules or sharding.DEFAULT_RULES)
-  return graphdef, jax.jit(build, out_shardings=out)(base_params)
+  with warnings.catch_warnings():  # quantised kernels' float buffers cannot hold int codes
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    return graphdef, jax.jit(build, out_shardings=out,
+                             donate_argnums=0 if donate else ())(base_params)
 
 
 def _at(tree: dict, path: tuple):
@@ -179,7 +185,7 @@ def merge(config: ModelConfig, params: nnx.State, cls=None,
   _, base_abs = abstract(base, cls)
   target = nnx.to_pure_dict(base_abs)
   source = nnx.to_pure_dict(params)
-  merged = {path: node.merged_kernel() for path, node in nnx.iter_graph(model)
+  merged = {path: node.merged_kernel().astype(dtype) for path, node in nnx.iter_graph(model)
             if isinstance(node, Projection)}
 
   def fill(tgt, src, path):
@@ -187,7 +193,7 @@ def merge(config: ModelConfig, params: nnx.State, cls=None,
       if isinstance(tgt[k], dict):
         fill(tgt[k], src[k], path + (k,))
       elif path in merged and k == "kernel":
-        tgt[k] = merged[path].astype(dtype)
+        tgt[k] = merged[path]
       else:
         tgt[k] = jnp.asarray(src[k], dtype)
 

@@ -218,6 +218,8 @@ def reference_cache_paths(run: rlx_config.RunConfig, ref_params, workdir: str,
   ``sizes[split]`` items: ``pref.cache_dir`` (default ``WORKDIR/reference``) / ``SPLIT-HASH.npz``,
   the hash over :func:`params_fingerprint` of ``ref_params`` and :func:`data_fingerprint`."""
   fp = params_fingerprint(ref_params)
+  if run.lora.enabled:  # the adapters' scale is part of the reference model
+    fp = f"{fp}/lora-scale={run.lora.spec().scale!r}"
   cache_dir = run.pref.cache_dir or os.path.join(workdir, "reference")
   paths = {}
   for split, n in sizes.items():

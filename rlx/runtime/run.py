@@ -25,7 +25,8 @@ from rlx.data import ChatFormat, JsonlSource, PlainFormat, TaskSource, load_task
 from rlx.runtime import distributed
 from rlx.runtime import mesh as mesh_lib
 from rlx.runtime import phases, preference
-from rlx.runtime.checkpoint import Checkpointer, checkpoint_host, restore_params
+from rlx.runtime.checkpoint import (Checkpointer, StepVerifier, checkpoint_host,
+                                    restore_params)
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
 from rlx.runtime.phase import run_phase
@@ -55,6 +56,7 @@ class Setup:
   layout: Any = None  # rlx.runtime.mesh.Layout on a multi-device mesh, None on one device
   lora_base: str = ""  # LoRA runs: what the frozen base is built from (checked on resume)
   base_init_from: str = ""  # checkpoint.init_from when it replaced the base (a full checkpoint)
+  base_init_step: int | None = None  # ... and the step of it that was restored
 
 
 def _tokenizer(run):
@@ -109,13 +111,15 @@ def build(cfg, workdir: str) -> Setup:
   # supplies the adapters over this config's base.
   adapters_from = _adapter_checkpoint(run)
   base_init = "" if adapters_from else run.checkpoint.init_from
+  # The step is pinned (and recorded): a LoRA resume rebuilds its base from that very step.
+  base_step = StepVerifier(base_init).usable(None) if base_init else None
   if base_init:
-    params = restore_params(base_init, params)
+    params = restore_params(base_init, params, step=base_step)
     if layout is not None:
       params = layout.put_tree(params)
   if run.lora.enabled:  # adapters over the (frozen, maybe quantised) base built above
     model_config = model_config.replace(lora=run.lora.spec())
-    graphdef, params = lora.attach(model_config, params, run.seed, **place)
+    graphdef, params = lora.attach(model_config, params, run.seed, donate=True, **place)
   if adapters_from:
     params = restore_params(adapters_from, params)
   tokenizer = _tokenizer(run)
@@ -129,18 +133,25 @@ def build(cfg, workdir: str) -> Setup:
       checkpointer=Checkpointer(os.path.join(workdir, "checkpoints"), keep=run.checkpoint.keep),
       writer=MetricsWriter(workdir, stdout=run.logging.stdout, tensorboard=run.logging.tensorboard,
                            every_steps=run.logging.every_steps),
-      guard=PreemptionGuard(), layout=layout, lora_base=_lora_base(run, base_init),
-      base_init_from=base_init)
+      guard=PreemptionGuard(), layout=layout, lora_base=_lora_base(run, base_init, base_step),
+      base_init_from=base_init, base_init_step=base_step)
 
 
-def _lora_base(run, base_init: str = "") -> str:
-  """A LoRA checkpoint holds adapters only: the base it needs, as the config builds it."""
+def _lora_base(run, base_init: str = "", base_step: int | None = None) -> str:
+  """A LoRA checkpoint holds adapters only: the base it needs, as the config builds it, and the
+  adapters' own settings (all but dropout), so a resume or an ``init_from`` that would combine
+  adapters with other weights or another scale is refused."""
   if not run.lora.enabled:
     return ""
-  source = f"model.path={run.model.path}" if run.model.path else (
+  source = f"model.path={os.path.abspath(run.model.path)}" if run.model.path else (
       f"random init (model.preset={run.model.preset}, seed={run.seed})")
-  init = f", checkpoint.init_from={base_init}" if base_init else ""
-  return f"{source}{init}, lora.quantize={run.lora.quantize!r}"
+  init = f", checkpoint.init_from={base_init} step {base_step}" if base_init else ""
+  lo = run.lora
+  return (f"{source}{init}, dtype={run.mesh.param_dtype or run.model.dtype}, "
+          f"lora.quantize={lo.quantize!r}"
+          + (f", lora.group_size={lo.group_size}" if lo.quantize == "nf4" else "")
+          + f"; adapters rank={lo.rank}, alpha={lo.alpha}, rslora={lo.rslora}, "
+            f"targets={tuple(lo.targets)}")
 
 
 def _adapter_checkpoint(run) -> str:

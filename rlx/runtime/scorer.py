@@ -67,11 +67,13 @@ def _lora_reward_model(config, base: dict):
   plain = lora.base_config(config)
   if base.get("path"):
     loaded, params = models.load_hf(base["path"], dtype=plain.param_dtype)
-    plain = loaded.replace(dtype=plain.dtype)
+    if loaded.replace(dtype=plain.dtype, param_dtype=plain.param_dtype) != plain:
+      raise ValueError(f"reward model base {base['path']!r}: its architecture differs from the "
+                       f"one the reward model was trained over")
   else:
     _, params = models.init_params(plain, int(base["seed"]))
   if base.get("init_from"):
-    params = restore_params(base["init_from"], params)
+    params = restore_params(base["init_from"], params, step=base.get("init_step"))
   return lora.attach(config, params, int(base["seed"]), cls=models.RewardModel)
 
 

@@ -240,3 +240,28 @@ def test_lora_config_builds_the_spec():
   assert spec == LoRASpec(rank=8, alpha=32.0, targets=("q_proj", "v_proj"), rslora=True,
                           quantize="nf4", group_size=16)
   assert rlx_config.validate(rlx_config.default_config()).lora.spec() is None
+
+
+@pytest.mark.parametrize("quantize", ["int8", "nf4"])
+def test_backward_pass_keeps_no_dequantised_kernel(quantize):
+  """The gradient w.r.t. the adapters needs x·W's input gradient, hence W: a quantised kernel is
+  dequantised again in the backward pass rather than saved (a full-precision copy of every
+  kernel would undo the quantisation's memory saving)."""
+  config = models.TINY["llama"].replace(
+      lora=LoRASpec(rank=4, quantize=quantize, group_size=8))
+  graphdef, params = models.init_params(config, 0)
+  trainable, frozen = lora.partition(params)
+  tokens, positions, mask = _inputs(b=3, s=5, vocab=config.vocab_size)
+
+  def loss(t):
+    logits = models.apply(graphdef, lora.combine(t, frozen), tokens, positions, mask)[0]
+    return jnp.mean(logits ** 2)
+
+  c = config
+  d, h, k, e, f = c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff
+  kernels = {(d, h, e), (d, k, e), (h, e, d), (d, f), (f, d)}  # the projections' kernels
+  from jax._src.ad_checkpoint import saved_residuals  # public: print_saved_residuals only
+  saved = [r for r, _ in saved_residuals(loss, trainable)]
+  assert any(r.dtype in (jnp.int8, jnp.uint8) for r in saved)  # the codes are what is kept
+  float_kernels = [r for r in saved if r.shape in kernels and jnp.issubdtype(r.dtype, jnp.floating)]
+  assert not float_kernels, float_kernels

@@ -102,8 +102,10 @@ class OfflinePreferencePhase(Phase):
                               "pad_id": self.setup.tokenizer.pad_id}
       if self.setup.model_config.lora is not None:  # adapters only: how to rebuild the base
         run = self.run
-        host["reward_model"]["base"] = {"path": run.model.path, "seed": run.seed,
-                                        "init_from": self.setup.base_init_from}
+        path = os.path.abspath(run.model.path) if run.model.path else ""
+        host["reward_model"]["base"] = {"path": path, "seed": run.seed,
+                                        "init_from": self.setup.base_init_from,
+                                        "init_step": self.setup.base_init_step}
     return host
 
   def restore(self, items, host):
