@@ -1,6 +1,7 @@
 """LoRA and quantised-base LoRA: the model, the quantisers, what trains, and the config."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -226,6 +227,7 @@ def _cfg(**lora_fields):
     ({"rank": 4, "quantize": "nf4", "group_size": 48}, "config.lora.group_size=48: nf4 blocks"),
     ({"rank": 4, "alpha": 0.0}, "config.lora.alpha=0.0: must be > 0"),
     ({"rank": 4, "rnak": 3}, "config.lora.rnak: unknown field"),
+    ({"quantize": "nf4"}, "config.lora.quantize='nf4': a quantised base needs adapters"),
 ])
 def test_invalid_lora_config_names_the_field(fields, message):
   with pytest.raises(rlx_config.ConfigError) as e:
@@ -265,3 +267,21 @@ def test_backward_pass_keeps_no_dequantised_kernel(quantize):
   assert any(r.dtype in (jnp.int8, jnp.uint8) for r in saved)  # the codes are what is kept
   float_kernels = [r for r in saved if r.shape in kernels and jnp.issubdtype(r.dtype, jnp.floating)]
   assert not float_kernels, float_kernels
+
+
+def test_lora_checks_use_the_checkpoint_architecture(tmp_path):
+  """With model.path, targets and NF4 blocks are checked against its config.json (here 40
+  layers and d_ff 96, where the preset's defaults have 2 layers and d_ff 128)."""
+  one_layer = models.TINY["llama"].replace(n_layers=1, d_ff=96)
+  models.save_hf(str(tmp_path), one_layer, models.init_params(one_layer, 0)[1])
+  with open(tmp_path / "config.json") as f:
+    hf = json.load(f)
+  hf["num_hidden_layers"] = 40
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(hf, f)
+  cfg = _cfg(rank=4, targets=(r"layers\.3[0-9]\.attn\..*",))
+  cfg.model.path = str(tmp_path)
+  rlx_config.validate(cfg)  # layers 30-39 exist in the checkpoint's architecture
+  cfg.lora.quantize, cfg.lora.group_size = "nf4", 64
+  with pytest.raises(rlx_config.ConfigError, match="d_ff=96"):
+    rlx_config.validate(cfg)
