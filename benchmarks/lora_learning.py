@@ -66,7 +66,8 @@ def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
   sft_dir = os.path.join(root, f"sft{seed}")
   # The warm start only (its last step is checkpointed); with the same --root a rerun finds it
   # done and only evaluates.
-  train(_config(seed, 0), sft_dir)
+  if train(_config(seed, 0), sft_dir)["preempted"]:
+    raise SystemExit("interrupted during the SFT warm start: rerun with the same --root")
   out = []
   for name in runs:
     cfg = _config(seed, steps)
@@ -80,6 +81,8 @@ def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
     workdir = os.path.join(root, f"{name}{tag}_{seed}")
     t0 = time.perf_counter()
     summary = train(cfg, workdir)
+    if summary["preempted"]:
+      raise SystemExit(f"interrupted ({name}, seed {seed}): rerun with the same --root")
     wall = time.perf_counter() - t0
     before, after = _accuracies(summary["evals"])
     out.append({"seed": seed, "run": name, "rank": rank, "lr": cfg.optim.learning_rate,
