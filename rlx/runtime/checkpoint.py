@@ -423,11 +423,16 @@ def _path_key(path) -> tuple[str, ...]:
   return tuple(out)
 
 
-def checkpoint_host(directory: str, step: int | None = None) -> dict:
-  """The host item of an rlx checkpoint directory (its latest verified step, or ``step``)."""
-  manager = ocp.CheckpointManager(
+def _reader(directory: str) -> ocp.CheckpointManager:
+  """An orbax manager that reads an rlx checkpoint directory's ``state`` and ``host`` items."""
+  return ocp.CheckpointManager(
       os.path.abspath(directory), item_names=("state", "host"),
       item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})
+
+
+def checkpoint_host(directory: str, step: int | None = None) -> dict:
+  """The host item of an rlx checkpoint directory (its latest verified step, or ``step``)."""
+  manager = _reader(directory)
   try:
     step = StepVerifier(directory).usable(step)
     return from_json(manager.restore(step, args=ocp.args.Composite(
@@ -453,9 +458,7 @@ def restore_params(directory: str, like_params: Any, *, step: int | None = None,
 
 def _restore_params(directory: str, like_params: Any, step: int | None,
                     subtree: tuple[str, ...]) -> Any:
-  manager = ocp.CheckpointManager(
-      os.path.abspath(directory), item_names=("state", "host"),
-      item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})
+  manager = _reader(directory)
   step = StepVerifier(directory).usable(step)  # verified (or legacy) steps only
   saved = manager.item_metadata(step)["state"]
   for k in subtree:
