@@ -22,6 +22,10 @@ import ml_collections
 from rlx import core
 
 
+# The decoder's projections (rlx.models.config.LORA_TARGETS): attention first, then the MLP.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 class ConfigError(ValueError):
   """A config field holds a value rlx cannot run with; the message names the field and the fix."""
 
@@ -271,8 +275,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.lora = lo = ml_collections.ConfigDict()
   lo.rank = 0  # LoRA rank r (0 = full fine-tuning: every parameter trains)
   lo.alpha = 16.0  # scale s = alpha / r (alpha / sqrt(r) with rslora)
-  lo.targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-  #   projection names, or regular expressions matched against paths like layers.3.attn.q_proj
+  lo.targets = PROJECTIONS  # projection names, or regular expressions matched against paths
+  #                           like layers.3.attn.q_proj
   lo.dropout = 0.0  # dropout on the adapters' input during updates, [0, 1)
   lo.rslora = False  # rank-stabilised scaling alpha / sqrt(r)
   lo.quantize = ""  # frozen base kernels: "" (as loaded), "int8" (per channel), "nf4" (4-bit)
@@ -527,8 +531,7 @@ class MeshSection:
 class LoraSection:
   rank: int = 0
   alpha: float = 16.0
-  targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                              "down_proj")
+  targets: tuple[str, ...] = PROJECTIONS
   dropout: float = 0.0
   rslora: bool = False
   quantize: str = ""
@@ -1002,9 +1005,8 @@ def _lora_section(section, model_config) -> LoraSection:
     spec = lo.spec()
   except ValueError as e:  # LoRASpec's messages name the field: "lora.dropout=1.5: ..."
     raise ConfigError(f"config.{e}") from None
-  paths = [f"layers.{i}.{m}.{p}" for i in range(model_config.n_layers)
-           for m, names in (("attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
-                            ("mlp", ("gate_proj", "up_proj", "down_proj"))) for p in names]
+  paths = [f"layers.{i}.{'attn' if p in PROJECTIONS[:4] else 'mlp'}.{p}"
+           for i in range(model_config.n_layers) for p in PROJECTIONS]
   for t in spec.targets:
     one = dataclasses.replace(spec, targets=(t,))
     _check(any(one.targets_path(p) for p in paths), "lora.targets", t,

@@ -30,6 +30,7 @@ from the state's RNG, the optimizer step and the micro-batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Protocol
 
@@ -113,9 +114,9 @@ def minibatch_gradients(objective: Objective, params, minibatch, hp, micro_batch
   trainable, frozen = partition(params)
 
   def loss(t, mb, i):
-    if dropout_key is None:
-      return objective.loss(combine(t, frozen), mb, context, hp)
-    with lora_dropout(jax.random.fold_in(dropout_key, i)):
+    drop = contextlib.nullcontext() if dropout_key is None else lora_dropout(
+        jax.random.fold_in(dropout_key, i))
+    with drop:
       return objective.loss(combine(t, frozen), mb, context, hp)
 
   grad_fn = jax.grad(loss, has_aux=True)

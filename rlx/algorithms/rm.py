@@ -29,11 +29,10 @@ import numpy as np
 
 from rlx import core
 from rlx import models
-from rlx.models import lora
 from rlx.algorithms import learner
 from rlx.algorithms.common import positions_from_mask
 from rlx.algorithms.dpo import PairBatch, PrefHyper, finalize_metrics
-from rlx.optim import OptimizerDef
+from rlx.optim import OptimizerDef, frozen_copy
 
 
 def pair_scores(graphdef, params, batch: PairBatch) -> tuple[jax.Array, jax.Array]:
@@ -101,10 +100,8 @@ def init_reward_model(model_config: models.ModelConfig, policy_params, seed: int
   """``(graphdef, params)`` of a ``RewardModel`` whose backbone is copied from ``policy_params``
   (a random, loaded or warm-started policy); the score head is freshly initialised."""
   graphdef, params = models.init_params(model_config, seed, cls=models.RewardModel, **place)
-  params = models.init_from_policy(params, policy_params)
-  if lora.has_adapters(params):  # its adapters and head over the policy's (shared) base
-    return graphdef, lora.frozen_view(params)
-  return graphdef, jax.tree.map(jnp.copy, params)
+  # Own buffers; on a LoRA policy its adapters and head over the policy's shared base.
+  return graphdef, frozen_copy(models.init_from_policy(params, policy_params))
 
 
 # ---------------------------------------------------------------------------------------------

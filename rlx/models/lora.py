@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rlx.models import quant
 from rlx.models.config import ModelConfig
 from rlx.models.layers import Adapter, Projection
 
@@ -125,10 +126,8 @@ def attach(config: ModelConfig, base_params: nnx.State, seed: int = 0, cls=None,
       if isinstance(node, Projection):
         src = _at(source, path)
         if node.kernel_scale is not None:
-          from rlx.models import quant
-          spec = config.lora
           codes, scale = quant.quantize(src["kernel"], node.quantize, node.contract,
-                                        spec.group_size)
+                                        config.lora.group_size)
           node.kernel[...] = codes
           node.kernel_scale[...] = scale
           src = {k: v for k, v in src.items() if k != "kernel"}

@@ -168,10 +168,11 @@ def _adapter_checkpoint(run) -> str:
         f"config.checkpoint.init_from={path!r}: holds LoRA adapters only (base: {saved}); "
         f"set the same config.lora, or export the merged model (python -m rlx.export) and point "
         f"config.model.path at it")
-  if saved != _lora_base(run):
+  builds = _lora_base(run)
+  if saved != builds:
     raise rlx_config.ConfigError(
         f"config.checkpoint.init_from={path!r}: its adapters were trained over {saved}; this "
-        f"config builds {_lora_base(run)}")
+        f"config builds {builds}")
   return path
 
 

@@ -285,3 +285,7 @@ def test_lora_checks_use_the_checkpoint_architecture(tmp_path):
   cfg.lora.quantize, cfg.lora.group_size = "nf4", 64
   with pytest.raises(rlx_config.ConfigError, match="d_ff=96"):
     rlx_config.validate(cfg)
+
+
+def test_config_projection_names_are_the_models():
+  assert rlx_config.PROJECTIONS == models.config.LORA_TARGETS

@@ -18,7 +18,6 @@ import numpy as np
 
 from rlx import core
 from rlx import models
-from rlx.models import lora
 from rlx.algorithms import grpo, laser, ppo
 from rlx.config import Algorithm
 from rlx.optim import create_train_state, frozen_copy, make_optimizer
@@ -81,10 +80,8 @@ class RLPhase(Phase):
     place = {} if layout is None else {"mesh": layout.mesh, "rules": layout.rules}
     self.value_graphdef, value_params = models.init_params(
         self.setup.model_config, self.run.seed, cls=models.ValueModel, **place)
-    value_params = models.init_from_policy(value_params, params)
-    if lora.has_adapters(value_params):  # its own adapters and head over the policy's base
-      return lora.frozen_view(value_params)
-    return jax.tree.map(jnp.copy, value_params)
+    # Own buffers; on a LoRA policy its own adapters and head over the policy's shared base.
+    return frozen_copy(models.init_from_policy(value_params, params))
 
   def _build_steps(self, opt, spec: grpo.GRPOSpec):
     s, layout = self.setup, self.setup.layout
