@@ -29,13 +29,13 @@ SMALL = {
 }
 
 
-def overrides(name):
-  return {"num_steps": STEPS[name], **COMMON, **SMALL[name]}
+def overrides(name, steps=None):
+  return {"num_steps": steps or STEPS[name], **COMMON, **SMALL[name]}
 
 
-def small_config(name):
+def small_config(name, steps=None):
   cfg = load(name)
-  for field, value in overrides(name).items():
+  for field, value in overrides(name, steps).items():
     node = cfg
     *path, leaf = field.split(".")
     for part in path:
@@ -44,8 +44,8 @@ def small_config(name):
   return cfg
 
 
-def cli(workdir, name="sft", *extra):
-  flags = [f"--config.{k}={v}" for k, v in overrides(name).items()]
+def cli(workdir, name="sft", *extra, steps=None):
+  flags = [f"--config.{k}={v}" for k, v in overrides(name, steps).items()]
   return [sys.executable, "-m", "rlx.train", "--config", os.path.join(ROOT, "configs", f"{name}.py"),
           "--workdir", str(workdir), *flags, *extra]
 
@@ -63,14 +63,19 @@ def wait_for_step(path, step, proc, timeout=180):
   return False
 
 
+# Compiled RL steps of the small config take milliseconds on an idle machine: 12 of them once
+# finished before the signal landed. 40 leave room for it to arrive mid-run.
+SIGTERM_STEPS = {"sft": STEPS["sft"], "grpo": 40}
+
+
 @pytest.mark.parametrize("name,stop_at", [("sft", 10), ("grpo", 4)])
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path, name, stop_at):
   """Stop with SIGTERM at step k, rerun the same command: the final parameters equal those of an
   uninterrupted run (same data order, sampler keys, optimizer state). GRPO: the RL phase."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  steps = STEPS[name]
+  steps = SIGTERM_STEPS[name]
   interrupted = tmp_path / "interrupted"
-  proc = subprocess.Popen(cli(interrupted, name), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+  proc = subprocess.Popen(cli(interrupted, name, steps=steps), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
   try:
     assert wait_for_step(interrupted / "metrics.jsonl", stop_at, proc), proc.communicate()[0][-3000:]
@@ -84,13 +89,13 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, name, stop_at):
   assert ckpts and stop_at <= ckpts[-1] < steps, ckpts  # stopped mid-run, checkpointed at step k
 
   # Restart with the same command: resumes from step k and finishes.
-  done = subprocess.run(cli(interrupted, name), cwd=ROOT, env=env, capture_output=True, text=True,
+  done = subprocess.run(cli(interrupted, name, steps=steps), cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=180)
   assert done.returncode == 0, done.stderr[-3000:]
   logged = [r["step"] for r in read_metrics(interrupted / "metrics.jsonl")]
   assert logged[-1] == steps and ckpts[-1] + 1 in logged
 
-  reference = train(small_config(name), str(tmp_path / "uninterrupted"))
+  reference = train(small_config(name, steps), str(tmp_path / "uninterrupted"))
   like = build(small_config(name), str(tmp_path / "scratch")).init_params
   resumed = restore_params(str(interrupted / "checkpoints"), like, step=steps)
   for a, b in zip(jax.tree.leaves(reference["params"]), jax.tree.leaves(resumed)):
