@@ -1,4 +1,4 @@
-"""reinforce_pp_baseline on the synthetic calculation task with a tiny model (laptop CPU).
+"""reinforce_pp_baseline on the synthetic calculation task with a tiny model, from an SFT warm start (laptop CPU).
 
 Run: python -m rlx.train --config configs/reinforce_pp_baseline.py --workdir /tmp/rlx_reinforce_pp_baseline
 The algorithm's estimator × policy loss × KL × aggregation come from
@@ -10,7 +10,7 @@ from rlx import config as rlx_config
 
 def get_config():
   cfg = rlx_config.default_config()
-  rlx_config.synthetic_defaults(cfg)
-  rlx_config.apply_algorithm(cfg, "reinforce_pp_baseline")
-  cfg.num_steps = 100  # RL steps
+  # A 400-step SFT warm start shared by every RL config (cached: the first to run trains it),
+  # then 300 RL steps of 8 prompts × 8 samples at 1e-4, held-out accuracy every 50 (rlx.config).
+  rlx_config.synthetic_rl_defaults(cfg, "reinforce_pp_baseline")
   return cfg

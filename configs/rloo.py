@@ -1,4 +1,4 @@
-"""rloo on the synthetic calculation task with a tiny model (laptop CPU).
+"""rloo on the synthetic calculation task with a tiny model, from an SFT warm start (laptop CPU).
 
 Run: python -m rlx.train --config configs/rloo.py --workdir /tmp/rlx_rloo
 The algorithm's estimator × policy loss × KL × aggregation come from
@@ -10,7 +10,7 @@ from rlx import config as rlx_config
 
 def get_config():
   cfg = rlx_config.default_config()
-  rlx_config.synthetic_defaults(cfg)
-  rlx_config.apply_algorithm(cfg, "rloo")
-  cfg.num_steps = 100  # RL steps
+  # A 400-step SFT warm start shared by every RL config (cached: the first to run trains it),
+  # then 300 RL steps of 8 prompts × 8 samples at 1e-4, held-out accuracy every 50 (rlx.config).
+  rlx_config.synthetic_rl_defaults(cfg, "rloo")
   return cfg

@@ -3,12 +3,14 @@ r"""Export a run's policy as a Hugging Face checkpoint.
     python -m rlx.export --config configs/NAME.py --workdir DIR --out HF_DIR [--step N]
 
 Reads the latest checkpoint of ``DIR`` (or step ``N``) and writes ``config.json`` and safetensors
-to ``HF_DIR``; transformers and ``rlx.models.load_hf`` load the result.
+to ``HF_DIR``; transformers and ``rlx.models.load_hf`` load the result. Nothing else is written
+(``DIR`` is only read). Configuration errors print one line and exit with status 2 (``rlx.cli``).
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from rlx import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "The run's config file (defines the architecture).", lock_config=True)
@@ -19,11 +21,13 @@ flags.mark_flags_as_required(["config", "workdir", "out"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # rlx.cli.run refuses positional arguments
+  workdir, out, step = _WORKDIR.value, _OUT.value, _STEP.value
+  cli.usable_checkpoints(workdir, step)
+  cli.check_directory("out", out)
   from rlx.runtime.run import export
-  print(f"wrote {export(_CONFIG.value, _WORKDIR.value, _OUT.value, _STEP.value)}")
+  print(f"wrote {export(_CONFIG.value, workdir, out, step)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

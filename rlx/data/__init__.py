@@ -41,8 +41,11 @@ from rlx.data.sources import GSM8K
 from rlx.data.sources import MATH
 from rlx.data.sources import ColumnMapping
 from rlx.data.sources import DataFormatError
+from rlx.data.sources import HumanEvalSource
 from rlx.data.sources import JsonlSource
+from rlx.data.sources import MbppSource
 from rlx.data.sources import ParquetSource
+from rlx.data.reasoning_gym import ReasoningGymSource
 from rlx.data.sources import TaskSource
 from rlx.data.sources import TfdsSource
 from rlx.data.sources import gsm8k_answer
@@ -67,9 +70,11 @@ __all__ = [
     "ArithmeticTask", "BalancedDifficulty", "CalculationTask", "ChatFormat", "ColumnMapping",
     "CountdownTask", "CurriculumIterator", "DataFormatError", "DynamicSampling", "Example",
     "ExampleIterator",
-    "FillResult", "Formatter", "GroupFilter", "GroupStats", "IteratorState", "JsonlSource",
-    "LabeledCompletion", "ListTask", "ParquetSource", "PlainFormat", "PreferenceJsonlSource",
-    "PreferencePair", "PromptBatch", "PromptBatchIterator", "RefillExhaustedWarning",
+    "FillResult", "Formatter", "GroupFilter", "GroupStats", "HumanEvalSource", "IteratorState",
+    "JsonlSource", "LabeledCompletion", "ListTask", "MbppSource", "ParquetSource", "PlainFormat",
+    "PreferenceJsonlSource",
+    "PreferencePair", "PromptBatch", "PromptBatchIterator", "ReasoningGymSource",
+    "RefillExhaustedWarning",
     "ScoredGroups", "StagedCurriculum", "StdEMA", "SyntheticPreferenceSource", "Task",
     "TaskSource", "TfdsSource", "UnpairedJsonlSource", "UnpairedView",
     "bucket_size", "epoch_order", "evaluate_expression", "extract_answer", "fill_batch",

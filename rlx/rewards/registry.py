@@ -12,6 +12,7 @@ from typing import Any
 
 from rlx.rewards import code as code_lib
 from rlx.rewards import intrinsic, label_free, model_based, process, spurious, verifiable
+from rlx.rewards import reasoning_gym as reasoning_gym_lib
 from rlx.rewards.safety import SafeReward
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
@@ -72,6 +73,7 @@ register_reward("exact_match", verifiable.exact_match)
 register_reward("multiple_choice", verifiable.multiple_choice)
 register_reward("format", verifiable.format_regex)
 register_reward("code", code_lib.code_tests)
+register_reward("reasoning_gym", reasoning_gym_lib.reasoning_gym_reward)
 register_reward("thinkprune", lambda inner="math_answer", truncated_score=0.0:
                 verifiable.ThinkPruneCap(resolve_reward(inner), truncated_score))
 register_reward("dapo_overlong", verifiable.DapoOverlong)

@@ -41,11 +41,17 @@ def math_answer_score(completion: str, meta: Mapping[str, Any], prompt: str = ""
 
 def math_answer(*, answer_key: str = "answer", correct: float = 1.0, wrong: float = 0.0,
                 percent_as_fraction: bool = False, sympy_timeout: float = 2.0,
-                use_sympy: bool = True, timeout: float = 10.0, max_workers: int = 8,
+                use_sympy: bool = True, timeout: float | None = None, max_workers: int = 8,
                 executor: str = "thread") -> Reward:
   """Math answer reward: 1 if the completion's final answer equals ``meta[answer_key]``
-  (a list of references accepts any). Per sample: ``timeout`` s in a thread (or a killable
-  worker process with ``executor="process"``); sympy runs in a worker with ``sympy_timeout``."""
+  (a list of references accepts any). The symbolic comparison (math-verify) stops after
+  ``sympy_timeout`` s of the sample thread's CPU time (``math_verify.call_with_cpu_limit``), so
+  its verdict does not depend on load. Each sample also has a wall-clock ``timeout`` in a thread
+  (or a killable worker process with ``executor="process"``), a backstop only: by default
+  ``max(10, 2 · max_workers · sympy_timeout)`` s, so threads sharing the interpreter's lock
+  cannot turn a comparison within its CPU budget into a wall-clock timeout."""
+  if timeout is None:
+    timeout = max(10.0, 2.0 * max_workers * sympy_timeout)
   fn = functools.partial(math_answer_score, answer_key=answer_key, correct=correct, wrong=wrong,
                          percent_as_fraction=percent_as_fraction, sympy_timeout=sympy_timeout,
                          use_sympy=use_sympy)

@@ -35,6 +35,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rlx.config import ConfigError
 from rlx.models.lora import fill_frozen, has_adapters, trainable_only
 
 _ARRAY = "__ndarray__"
@@ -45,6 +46,11 @@ MARKER = "rlx_checksums.json"  # in the checkpoint directory: the first step wri
 
 class CorruptCheckpointError(RuntimeError):
   """A checkpoint step that does not verify against its manifest."""
+
+
+class CheckpointMismatchError(ConfigError):
+  """A checkpoint that does not fit the model / state this config builds (another config wrote
+  it): a configuration error, reported in one line by the command line."""
 
 
 def _disk_full(e: BaseException) -> bool:
@@ -213,6 +219,10 @@ class StepVerifier:
       self._verdict[step] = why
     return self._verdict[step]
 
+  def steps(self) -> list[int]:
+    """Every step directory on disk, oldest first (verified or not)."""
+    return self._disk_steps()
+
   def latest_step(self) -> int | None:
     """The newest step that verifies (corrupt or incomplete ones are skipped, one line each)."""
     for step in reversed(self._disk_steps()):
@@ -377,8 +387,16 @@ class Checkpointer(StepVerifier):
     state's structure, shapes, dtypes and shardings (concrete arrays or ``ShapeDtypeStruct``s).
     An explicit ``step`` that does not verify raises :class:`CorruptCheckpointError`."""
     step = self.usable(step)
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(_stored(like))), host=ocp.args.JsonRestore()))
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_abstract(_stored(like))), host=ocp.args.JsonRestore()))
+    except Exception as e:  # a state of another shape or structure: say which leaf
+      why = _state_mismatch(self.directory, step, _stored(like))
+      if why is None:
+        raise
+      raise CheckpointMismatchError(
+          f"checkpoint step {step} in {self.directory} does not fit the state this config "
+          f"builds ({why}); resume with the config that wrote it or use a new workdir") from e
     return _filled(out.state, like), from_json(out.host)
 
   def restore_host(self, step: int | None = None) -> dict:
@@ -428,6 +446,32 @@ def _reader(directory: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.abspath(directory), item_names=("state", "host"),
       item_handlers={"state": ocp.PyTreeCheckpointHandler(), "host": ocp.JsonCheckpointHandler()})
+
+
+def _state_mismatch(directory: str, step: int, like: Any) -> str | None:
+  """The first leaf where the ``state`` item of ``directory``'s ``step`` and ``like`` differ in
+  path or shape, described; None if they agree (or the metadata cannot be read)."""
+  manager = _reader(directory)
+  try:
+    saved = manager.item_metadata(step)["state"]
+  except Exception:  # pylint: disable=broad-except
+    return None
+  finally:
+    manager.close()
+
+  def shapes(tree):
+    return {"/".join(k for k in _path_key(p) if k != "value"): tuple(getattr(x, "shape", ()))
+            for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+  there, here = shapes(saved), shapes(like)
+  for key in sorted(set(there) | set(here)):
+    if key not in there:
+      return f"{key} is not in the checkpoint"
+    if key not in here:
+      return f"the checkpoint has {key}, this config does not"
+    if there[key] != here[key]:
+      return f"{key} is {there[key]} there, {here[key]} here"
+  return None
 
 
 def checkpoint_host(directory: str, step: int | None = None) -> dict:
@@ -494,9 +538,12 @@ def _restore_params(directory: str, like_params: Any, step: int | None,
       match = next((v for kk, v in by_path.items() if tuple(x for x in kk if x != "value") == key),
                    None)
     if match is None:
-      raise KeyError(f"parameter {'/'.join(key)} not found in checkpoint {directory}")
+      raise CheckpointMismatchError(
+          f"checkpoint {directory} (step {step}) does not fit this config's model: parameter "
+          f"{'/'.join(key)} is not in it")
     if tuple(np.shape(match)) != tuple(like.shape):
-      raise ValueError(f"parameter {'/'.join(key)}: checkpoint shape {np.shape(match)} != "
-                       f"model shape {like.shape}")
+      raise CheckpointMismatchError(
+          f"checkpoint {directory} (step {step}) does not fit this config's model: parameter "
+          f"{'/'.join(key)} is {tuple(np.shape(match))} there, {tuple(like.shape)} here")
     out.append(match.astype(like.dtype) if match.dtype != like.dtype else match)
   return jax.tree_util.tree_unflatten(treedef, out)

@@ -8,7 +8,8 @@ and how to evaluate; see ``rlx/runtime/phases/``.
 
 Checkpoints: ``{name: pytree}`` items from :meth:`Phase.checkpoint_items` (the train state,
 frozen reference parameters ...) plus a host item ``{"phase", "phase_step", "evals",
-**Phase.host_state()}`` (data cursors, filter and reward state). The global step counts updates
+"config", **Phase.host_state()}`` (data cursors, filter and reward state; ``config``: the
+:data:`RUN_FIELDS` a resume must match). The global step counts updates
 across phases (``step_offset``), so a restarted run resumes in the right phase and step.
 
 Non-finite guard (``checkpoint.on_nonfinite="stop"``): every step's loss scalar (``loss/total``
@@ -19,7 +20,10 @@ checkpoint is written after it, so the last good one survives rotation.
 
 from __future__ import annotations
 
+import enum
 import math
+import os
+import sys
 from typing import Any
 
 import jax
@@ -27,6 +31,35 @@ import jax
 from rlx.runtime.metrics import loss_scalar
 
 EVAL_KEY = 2**31 - 1  # evaluation samples with fold_in(PRNGKey(seed), EVAL_KEY)
+# Config fields every checkpoint records (host item "config") and a resume must match
+# (rlx.runtime.run): the algorithm, the optimizer and the model's architecture. Others (steps,
+# learning rate, logging, evaluation, mesh ...) may change between a run and its resume.
+RUN_FIELDS = ("algo.name", "optim.name", "model.preset", "model.family", "model.vocab_size",
+              "model.d_model", "model.n_layers", "model.n_heads", "model.n_kv_heads",
+              "model.head_dim", "model.d_ff", "model.tie_embeddings", "model.qkv_bias",
+              "model.value_head")
+
+
+def run_fields(run) -> dict[str, Any]:
+  """``{field: value}`` of :data:`RUN_FIELDS` in ``run`` (a ``RunConfig``; enums by value)."""
+  out = {}
+  for field in RUN_FIELDS:
+    value = run
+    for part in field.split("."):
+      value = getattr(value, part)
+    out[field] = value.value if isinstance(value, enum.Enum) else value
+  return out
+
+
+def _announce_stop(setup, step: int) -> None:
+  """After the forced checkpoint of a SIGTERM / SIGINT: wait until it is on disk and verified,
+  then say (process 0) where it is."""
+  ckpt = setup.checkpointer
+  ckpt.wait()
+  if jax.process_index() == 0:
+    print(f"rlx: {setup.guard.signal_name or 'stop requested'}: checkpointed step {step} to "
+          f"{os.path.join(ckpt.directory, str(step))}; run the same command again to resume",
+          file=sys.stderr, flush=True)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -120,8 +153,8 @@ def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0)
     writer.flush()  # the metrics file holds every step up to the checkpoint
     base = {"lora_base": setup.lora_base} if getattr(setup, "lora_base", "") else {}
     ckpt.save(step_offset + step, phase.checkpoint_items(),
-              {"phase": phase.name, "phase_step": step, "evals": evals, **base,
-               **phase.host_state()}, force=force)
+              {"phase": phase.name, "phase_step": step, "evals": evals,
+               "config": run_fields(phase.run), **base, **phase.host_state()}, force=force)
 
   unchecked = None  # (global step, loss scalar on device) not yet checked for finiteness
 
@@ -154,6 +187,7 @@ def run_phase(setup, phase: Phase, resume: dict | None, *, step_offset: int = 0)
     if setup.guard.stop_requested():
       check_finite()
       save(force=True)
+      _announce_stop(setup, step_offset + step)
       return phase.params(), True, {"evals": evals}
     last = step == phase.num_steps
     if last or phase.eval_due(step):

@@ -20,6 +20,7 @@ from rlx.data import extract_answer as extract_task_answer
 from rlx.rewards import (FINISH_LENGTH, FINISH_STOP, RewardInput, dapo_overlong_penalty,
                          get_reward)
 from rlx.rewards.math_verify import extract_answer, normalize_answer
+from rlx.rewards.reasoning_gym import extract_final_answer
 from rlx.algorithms.trajectory import Trajectory
 from rlx.runtime import distributed
 from rlx.runtime.scorer import ModelLoader
@@ -215,12 +216,13 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
   remax = algo.estimator is rlx_config.core.AdvantageEstimator.REMAX
 
   def sample_fn(round_index: int) -> ScoredGroups:
-    traj, scored, texts = score_groups(setup, params, next(example_iter), reward_fn,
+    examples = next(example_iter)
+    traj, scored, texts = score_groups(setup, params, examples, reward_fn,
                                        jax.random.fold_in(key, round_index), step,
                                        n=algo.group_size, greedy_baseline=remax)
     if round_index == 0:
       metrics.update(scored.metrics)
-      metrics["sample/text"] = texts[0]
+      metrics["sample/text"] = sample_text(examples[0].prompt, texts[0])
     return ScoredGroups(rewards=traj.rewards, group_ids=traj.group_ids, data=traj)
 
   result, filter_state = fill_batch(sample_fn, group_filter, filter_state,
@@ -238,6 +240,9 @@ def answer_key(run: rlx_config.RunConfig, text: str) -> str | None:
   if run.rewards.name == rlx_config.TASK_REWARD:
     a = extract_task_answer(text)
     return None if not a else " ".join(a.rstrip(".").split())
+  if run.data.source == "reasoning_gym":  # free-form answers: compared as written
+    a = extract_final_answer(text)
+    return None if not a else " ".join(a.split())
   a = extract_answer(text)
   return None if a is None else normalize_answer(a)
 
@@ -257,13 +262,24 @@ def majority_correct(answers: list[str | None], correct: np.ndarray) -> bool:
 
 def eval_reward_fn(run: rlx_config.RunConfig, scorer=None, decode=None) -> RewardFn:
   """The reward evaluation judges correctness with: ``eval.reward``, where ``"auto"`` is the
-  synthetic task's verifier on task data (the ground truth, also when training with a label-free
-  reward) and the training reward otherwise."""
-  name = run.eval.reward
-  if name == "auto":
-    name = rlx_config.TASK_REWARD if run.data.source == "task" else run.rewards.name
+  source's own verifier (the synthetic task's on task data, reasoning-gym's ``score_answer``, the
+  code tests of HumanEval / MBPP problems: the ground truth, also when training with a
+  label-free reward) and the training reward otherwise."""
+  name = eval_reward_name(run)
   kwargs = run.rewards.kwargs if name == run.rewards.name else {}
   return RewardFn(run, scorer, name=name, kwargs=kwargs, decode=decode)
+
+
+def eval_reward_name(run: rlx_config.RunConfig) -> str | None:
+  """The name :func:`eval_reward_fn` scores with; None when nothing can judge held-out answers
+  (an offline run on a file source whose reward is still the synthetic task's verifier)."""
+  name = run.eval.reward
+  if name == "auto":  # the source's own verifier where it has one
+    name = rlx_config.TASK_REWARD if run.data.source == "task" else (
+        rlx_config.SOURCE_REWARDS.get(run.data.source, run.rewards.name))
+  if name == rlx_config.TASK_REWARD and run.data.source != "task":
+    return None
+  return name
 
 
 def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
@@ -293,5 +309,11 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
       majority_correct(answers[i * k:(i + 1) * k], correct[i]) for i in range(n_eval)]))
   out["eval/mean_length"] = float(np.mean(sampled["lengths"]))
   out["eval/truncation_rate"] = float(np.mean(sampled["finish_reason"] == LENGTH))
-  out["eval/sample"] = texts[0]
+  out["eval/sample"] = sample_text(examples[0].prompt, texts[0])
   return out
+
+
+def sample_text(prompt: str, completion: str) -> str:
+  """One logged sample (metrics.jsonl, TensorBoard's text tab): the prompt, then what the
+  policy wrote."""
+  return f"prompt: {prompt}\ncompletion: {completion}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -24,13 +25,14 @@ from rlx.models import lora
 from rlx.data import ChatFormat, JsonlSource, PlainFormat, TaskSource, load_task_tokenizer
 from rlx.runtime import distributed
 from rlx.runtime import mesh as mesh_lib
-from rlx.runtime import phases, preference
+from rlx.runtime import phases, preference, warm_start
 from rlx.runtime.checkpoint import (Checkpointer, StepVerifier, checkpoint_host,
                                     restore_params)
 from rlx.runtime.metrics import MetricsWriter
 from rlx.runtime.plots import plot_learning_curves
-from rlx.runtime.phase import run_phase
-from rlx.runtime.sources import EVAL_SEED_OFFSET, file_splits
+from rlx.runtime.phase import run_fields, run_phase
+from rlx.runtime.sources import (EVAL_SEED_OFFSET, LIBRARY_SOURCES, file_splits,
+                                 library_sources)
 from rlx.runtime.preemption import PreemptionGuard
 
 log = logging.getLogger("rlx")
@@ -50,7 +52,7 @@ class Setup:
   formatter: Any
   train_source: Any
   eval_source: Any
-  checkpointer: Checkpointer
+  checkpointer: Checkpointer | None  # None: built for an export (writes nothing)
   writer: MetricsWriter
   guard: PreemptionGuard
   layout: Any = None  # rlx.runtime.mesh.Layout on a multi-device mesh, None on one device
@@ -83,6 +85,8 @@ def _sources(run):
   """``(train, held-out)`` sources. A file source without ``data.eval_path`` holds out its last
   ``data.eval_size`` records (never trained on)."""
   d = run.data
+  if d.source in LIBRARY_SOURCES:  # reasoning-gym generators, code-problem files
+    return library_sources(run)
   if d.source == "task":
     difficulty = d.difficulty if len(d.difficulty) > 1 else d.difficulty[0]
     return (TaskSource(d.task, size=d.train_size, seed=run.seed, difficulty=difficulty),
@@ -91,13 +95,15 @@ def _sources(run):
   return file_splits(d, lambda path: _file_source(run, path))
 
 
-def build(cfg, workdir: str) -> Setup:
-  """Validate the config and build model, tokenizer, data sources, checkpointer and writer."""
+def build(cfg, workdir: str | None) -> Setup:
+  """Validate the config and build model, tokenizer, data sources, checkpointer and writer.
+  ``workdir=None`` (an export) writes nothing: no checkpointer, a writer without files."""
   run = cfg if isinstance(cfg, rlx_config.RunConfig) else rlx_config.validate(cfg)
   distributed.initialize(run.mesh)  # before anything touches a device
   layout = mesh_lib.layout_from_config(run.mesh)
   _check_batch_rows(run, layout)
-  os.makedirs(workdir, exist_ok=True)
+  if workdir is not None:
+    os.makedirs(workdir, exist_ok=True)
   param_dtype = run.mesh.param_dtype or run.model.dtype
   place = {} if layout is None else {"mesh": layout.mesh, "rules": layout.rules}
   if run.model.path:
@@ -130,7 +136,8 @@ def build(cfg, workdir: str) -> Setup:
       run=run, workdir=workdir, model_config=model_config, graphdef=graphdef, init_params=params,
       tokenizer=tokenizer, formatter=formatter, train_source=train_source,
       eval_source=eval_source,
-      checkpointer=Checkpointer(os.path.join(workdir, "checkpoints"), keep=run.checkpoint.keep),
+      checkpointer=None if workdir is None else Checkpointer(os.path.join(workdir, "checkpoints"),
+                                                             keep=run.checkpoint.keep),
       writer=MetricsWriter(workdir, stdout=run.logging.stdout, tensorboard=run.logging.tensorboard,
                            every_steps=run.logging.every_steps),
       guard=PreemptionGuard(), layout=layout, lora_base=_lora_base(run, base_init, base_step),
@@ -186,6 +193,26 @@ def _check_lora_base(setup: Setup, host: dict) -> None:
         f"use a new workdir")
 
 
+def _check_resumable(setup: Setup, host: dict, plan) -> None:
+  """The workdir's checkpoints resume only under a config that builds the same run: the
+  algorithm, the optimizer, the model architecture (``rlx.runtime.phase.RUN_FIELDS``, recorded
+  in every checkpoint) and the phases. Anything else (steps, logging, evaluation ...) may
+  change."""
+  where = setup.checkpointer.directory
+  fix = "resume with the config that wrote them or use a new workdir"
+  saved, here = host.get("config") or {}, run_fields(setup.run)
+  for field, value in here.items():
+    if field in saved and saved[field] != value:
+      raise rlx_config.ConfigError(
+          f"config.{field}={value!r}: the checkpoints in {where} were written with "
+          f"{field}={saved[field]!r}; {fix}")
+  names = [name for name, _, _ in plan]
+  if host["phase"] not in names:
+    raise rlx_config.ConfigError(
+        f"the checkpoints in {where} were written by another config (in phase "
+        f"{host['phase']!r}; this config runs {', '.join(map(repr, names))}); {fix}")
+
+
 def _check_batch_rows(run: rlx_config.RunConfig, layout) -> None:
   """Batch rows are split over data × fsdp: every batch size must be a multiple of it."""
   if layout is None:
@@ -226,14 +253,13 @@ def export(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str, 
   A LoRA run writes the merged model (W + s·A·B, base dequantised) to ``out`` and, separately,
   its adapters in PEFT format to ``out/adapter`` (``peft.PeftModel.from_pretrained`` loads them
   onto the base ``model.path``)."""
-  setup = build(cfg, os.path.join(workdir, ".export"))
+  setup = build(cfg, None)  # writes nothing: only ``out`` is written
   params = restore_params(os.path.join(workdir, "checkpoints"), setup.init_params, step=step)
   config = setup.model_config
   if config.lora is not None:
     lora.save_peft(os.path.join(out, "adapter"), config, params, base_model=setup.run.model.path)
     config, params = lora.merge(config, params)
   models.save_hf(out, config, params)
-  setup.checkpointer.close()
   return out
 
 
@@ -270,25 +296,38 @@ def train(cfg: ml_collections.ConfigDict | rlx_config.RunConfig, workdir: str) -
   offsets = [sum(steps for _, steps, _ in plan[:i]) for i in range(len(plan))]
   params, start, resume = setup.init_params, 0, None
   if host is not None:
+    _check_resumable(setup, host, plan)
     start = [name for name, _, _ in plan].index(host["phase"])
     if host["phase_step"] >= plan[start][1]:  # that phase had finished: its params go on
       start += 1
       params = restore_params(ckpt.directory, params, step=latest)
     else:
       resume = {"step": latest, "phase_step": host["phase_step"]}
+    if jax.process_index() == 0:
+      print(f"rlx: resuming from step {latest}, checkpoint "
+            f"{os.path.join(ckpt.directory, str(latest))} (phase {host['phase']} at its step "
+            f"{host['phase_step']})", file=sys.stderr, flush=True)
+  # warm_start.cache_dir: a warm start another run already trained is loaded, not retrained.
+  cache = warm_start.cache_entry(run) if plan[0][0] == "sft" else None
+  cached = warm_start.load(cache, params) if cache and host is None else None
+  if cached is not None:
+    params, start = cached, 1
   with setup.guard:
     try:
-      for (name, _, make), offset in list(zip(plan, offsets))[start:]:
+      for (name, steps, make), offset in list(zip(plan, offsets))[start:]:
         params, preempted, phase_summary = run_phase(setup, make(params), resume,
                                                      step_offset=offset)
         resume = None
+        if cache and name == "sft" and not preempted:
+          ckpt.wait()  # its final checkpoint is on disk, verified, before it is copied
+          warm_start.store(cache, ckpt.directory, offset + steps)
         summary.update(phase_summary)
         if preempted:
           summary["preempted"] = True
           return summary
       if jax.process_index() == 0 and run.logging.stdout and summary.get("evals"):
         label = run.algo.name.value if run.algo.name in rlx_config.PREFERENCE_ALGORITHMS | {
-            rlx_config.Algorithm.REJECTION_SFT} else "RL"
+            rlx_config.Algorithm.REJECTION_SFT, rlx_config.Algorithm.SFT} else "RL"
         print(eval_table(summary["evals"], label), flush=True)
       summary["params"] = params
       if jax.process_index() == 0:

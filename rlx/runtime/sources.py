@@ -6,6 +6,10 @@ when ``data.curriculum_stages`` is empty, else a :class:`~rlx.data.CurriculumIte
 difficulty=data.curriculum_stages[k])``. Both have ``next``, ``next_indices``, ``get_state`` and
 ``set_state``; only the curriculum has ``record(mean_pass_rate)``, so the RL loop calls
 ``getattr(it, "record", None)`` once per step after the rewards (see docs/data.md).
+
+:func:`library_sources` builds the ``(train, held-out)`` sources of the task-library sources:
+``data.source="reasoning_gym"`` (a reasoning-gym generator) and ``"humaneval"`` / ``"mbpp"``
+(code-problem files).
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ def prompt_iterator(run: rlx_config.RunConfig, train_source: Sequence[Any], *, s
 EVAL_SEED_OFFSET = 1_000_003  # held-out task examples come from a different stream seed
 
 
-class _Slice(collections.abc.Sequence):
-  """Records ``[start, stop)`` of a source (a held-out tail, or the training part before it)."""
+class Slice(collections.abc.Sequence):
+  """Records ``[start, stop)`` of a source (a held-out tail, the training part before it, or a
+  warm start's demonstration budget)."""
 
   def __init__(self, source, start: int, stop: int):
     self.source, self.start, self.stop = source, start, stop
@@ -80,4 +85,29 @@ def file_splits(d: rlx_config.DataSection, make):
     raise rlx_config.ConfigError(
         f"config.data.path={d.path!r}: {len(src)} record(s) leave none to hold out for "
         "evaluation; set data.eval_path or add records")
-  return _Slice(src, 0, len(src) - held), _Slice(src, len(src) - held, len(src))
+  return Slice(src, 0, len(src) - held), Slice(src, len(src) - held, len(src))
+
+
+LIBRARY_SOURCES = ("reasoning_gym", "humaneval", "mbpp")
+
+
+def library_sources(run: rlx_config.RunConfig):
+  """``(train, held-out)`` sources of ``data.source`` in :data:`LIBRARY_SOURCES`.
+
+  ``reasoning_gym``: items ``[0, data.train_size)`` of generator ``data.task`` (config
+  ``data.task_config``, seed = the run's seed) for training and the next ``data.eval_size`` items
+  held out (never trained on). ``humaneval`` / ``mbpp``: the problems of ``data.path``
+  (``.jsonl`` or ``.jsonl.gz``) split like every file source (:func:`file_splits`).
+  """
+  d = run.data
+  if d.source == "reasoning_gym":
+    from rlx.data.reasoning_gym import ReasoningGymSource
+    make = lambda size, start: ReasoningGymSource(d.task, size=size, seed=run.seed,
+                                                   config=d.task_config, start=start)
+    return make(d.train_size, 0), make(max(d.eval_size, 1), d.train_size)
+  from rlx.data.sources import HumanEvalSource, MbppSource
+  if d.source == "humaneval":
+    return file_splits(d, HumanEvalSource)
+  if d.source == "mbpp":
+    return file_splits(d, MbppSource)
+  raise ValueError(f"data.source={d.source!r} is not a library source {LIBRARY_SOURCES}")

@@ -36,7 +36,9 @@ COMMON = {"model.d_model": 32, "model.n_layers": 1, "lora.rank": 4,
           "checkpoint.every_steps": 1000, "logging.stdout": False, "logging.tensorboard": False,
           "eval.num_examples": 0}
 SFT_WARM = {"warm_start.batch_size": 8, "warm_start.learning_rate": 1e-2}
-RL = {"algo.batch_size": 8, "sampling.max_new_tokens": 8, "rewards.name": "random"}
+# The RL configs ship a cached 400-step warm start: none here (grpo sets a 2-step one, uncached).
+RL = {"algo.batch_size": 8, "sampling.max_new_tokens": 8, "rewards.name": "random",
+      "warm_start.sft_steps": 0, "warm_start.cache_dir": ""}
 PAIRS = {"algo.batch_size": 8, "data.train_size": 64, "data.eval_size": 8,
          "data.difficulty": (1,), "warm_start.sft_steps": 0}
 RUNS = {

@@ -88,12 +88,14 @@ class RejectionSFTPhase(Phase):
     algo = self.run.algo
     if self.scorer is not None:
       self.scorer.bind(self.state.params)
+    examples = next(self.examples)
     traj, scored, texts = rollouts.score_groups(
-        self.setup, sampling_params(self.setup, self.state.params), next(self.examples),
+        self.setup, sampling_params(self.setup, self.state.params), examples,
         self.reward_fn, jax.random.fold_in(self.base_key, self.step_offset + step), step,
         n=algo.group_size)
     keep = keep_verified(traj, scored)
-    host = {**scored.metrics, "sample/text": texts[0], "rs/kept": int(keep.sum()),
+    host = {**scored.metrics, "sample/text": rollouts.sample_text(examples[0].prompt, texts[0]),
+            "rs/kept": int(keep.sum()),
             "rs/kept_fraction": float(keep.mean()),
             "rs/solved_prompts": len({int(g) for g in traj.group_ids[keep]}) / algo.num_prompts}
     record = getattr(self.examples, "record", None)  # a staged curriculum advances

@@ -13,8 +13,10 @@ from rlx import config as rlx_config
 from rlx.algorithms import sft
 from rlx.data import ExampleIterator, make_sft_batch
 from rlx.optim import create_train_state, make_optimizer
-from rlx.runtime import distributed
-from rlx.runtime.phase import Phase
+from rlx.runtime import distributed, rollouts
+from rlx.runtime.phase import EVAL_KEY, Phase
+from rlx.runtime.phases.rl import sampling_params
+from rlx.runtime.sources import Slice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +25,8 @@ class SFTSchedule:
   learning_rate: float
   batch_size: int
   micro_batch_size: int
+  optim: rlx_config.OptimSection  # the optimizer and its schedule (the warm start's may differ)
+  num_examples: int = 0  # train on the first N examples of the source only (0 = all)
 
 
 def sft_schedule(run: rlx_config.RunConfig) -> SFTSchedule | None:
@@ -30,10 +34,13 @@ def sft_schedule(run: rlx_config.RunConfig) -> SFTSchedule | None:
   there is none)."""
   if run.algo.name is rlx_config.Algorithm.SFT:
     return SFTSchedule(run.num_steps, run.optim.learning_rate, run.algo.batch_size,
-                       run.algo.micro_batch)
-  if run.warm_start.sft_steps > 0:
-    return SFTSchedule(run.warm_start.sft_steps, run.warm_start.learning_rate,
-                       run.warm_start.batch_size, run.warm_start.batch_size)
+                       run.algo.micro_batch, run.optim)
+  w = run.warm_start
+  if w.sft_steps > 0:
+    optim = run.optim if w.schedule is None else dataclasses.replace(
+        run.optim, schedule=w.schedule, end_lr_factor=w.end_lr_factor)
+    return SFTSchedule(w.sft_steps, w.learning_rate, w.batch_size, w.batch_size, optim,
+                       w.num_examples)
   return None
 
 
@@ -44,14 +51,17 @@ class SFTPhase(Phase):
     super().__init__(setup)
     run = self.run
     self.num_steps = schedule.steps
-    opt = make_optimizer(run.optim, schedule.steps)
+    opt = make_optimizer(schedule.optim, schedule.steps)
     self.state = create_train_state(opt, params, run.seed, layout=setup.layout)
     if schedule.batch_size % jax.process_count():
       raise rlx_config.ConfigError(
           f"SFT batch size {schedule.batch_size} must be a multiple of the "
           f"{jax.process_count()} processes (algo.batch_size / warm_start.batch_size)")
+    source = setup.train_source
+    if 0 < schedule.num_examples < len(source):  # a demonstration budget: epochs over N
+      source = Slice(source, 0, schedule.num_examples)
     self.examples = ExampleIterator(
-        setup.train_source, batch_size=schedule.batch_size // jax.process_count(),
+        source, batch_size=schedule.batch_size // jax.process_count(),
         seed=run.seed, shuffle=run.data.shuffle, process_index=jax.process_index(),
         process_count=jax.process_count())
     self.update = sft.make_sft_update(setup.graphdef, setup.model_config, opt,
@@ -61,6 +71,17 @@ class SFTPhase(Phase):
 
   def host_state(self):
     return {"data": self.examples.get_state()}
+
+  def evaluate(self, step: int):
+    """``algo.name="sft"``: held-out accuracy as the RL phases measure it (greedy, pass@k,
+    maj@k), where a reward can judge it (``eval.reward``; a file source needs a registry reward
+    such as ``math_answer``). A warm start is measured by the phase after it."""
+    run = self.run
+    if (run.algo.name is not rlx_config.Algorithm.SFT or run.eval.num_examples == 0
+        or not len(self.setup.eval_source) or rollouts.eval_reward_name(run) is None):
+      return None
+    return rollouts.evaluate(self.setup, sampling_params(self.setup, self.state.params),
+                             jax.random.fold_in(jax.random.PRNGKey(run.seed), EVAL_KEY))
 
   def restore(self, items, host):
     super().restore(items, host)
