@@ -28,7 +28,9 @@ def get_config():
       min_digits=1, max_digits=1,  # operands 0..10
       operators=["+", "-"],  # no * or /
       allow_parentheses=False)  # a flat expression
-  cfg.data.train_size = 100_000  # generator items 0..99,999 train; the next eval_size are held out
+  cfg.data.train_size = 100_000  # training items; their questions are never held out
+  # Held out: items whose question a fixed hash puts in a tenth of the question space (never
+  # trained on, although the generator repeats questions across items).
   cfg.data.eval_size = 256
   cfg.data.max_prompt_len = 16  # "Calculate 10 - 7 + 3.\n" and bos: at most 15 tokens
   cfg.data.max_seq_len = 32  # prompt + "Answer: -20" + eos

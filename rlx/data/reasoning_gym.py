@@ -15,6 +15,7 @@ naming the install command.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -75,11 +76,25 @@ def demonstration(answer: str) -> str:
   return f"<answer>\n{answer}\n</answer>" if "\n" in answer else f"Answer: {answer}"
 
 
+HELD_OUT_FRACTION = 0.1  # of the question space (by a hash of the question text)
+
+
+def held_out_question(question: str, fraction: float = HELD_OUT_FRACTION) -> bool:
+  """Whether a question belongs to the held-out part of its generator's question space: a fixed
+  hash of its text, so a question is held out in every run, whatever its item index."""
+  bucket = int.from_bytes(hashlib.sha256(question.encode("utf-8")).digest()[:4], "big")
+  return bucket % 10_000 < fraction * 10_000
+
+
 class ReasoningGymSource(Sequence):
   """``size`` items of a reasoning-gym generator, starting at item ``start``.
 
-  Example ``i`` is the generator's item ``start + i`` (a pure function of ``(seed, start + i)``):
-  a training split ``start=0, size=N`` and a held-out split ``start=N`` never share an item.
+  Without ``split``, example ``i`` is the generator's item ``start + i`` (a pure function of
+  ``(seed, start + i)``). With ``split="train"`` / ``"held_out"`` the source keeps, in item
+  order from ``start``, only the items whose question :func:`held_out_question` puts on that
+  side: the two splits never share a question, even for generators whose question space is
+  small enough that items repeat questions (``basic_arithmetic`` with one-digit terms has about
+  5,500 questions).
 
   Args:
     name: the generator's registered name (``reasoning_gym.factory.DATASETS``), e.g.
@@ -88,6 +103,7 @@ class ReasoningGymSource(Sequence):
     seed: the generator's seed.
     config: the generator's config fields (its difficulty), e.g. ``{"max_terms": 3}``.
     start: index of the first item.
+    split: None, ``"train"`` or ``"held_out"``.
 
   Each example has ``prompt`` = the question, ``answer`` = the gold answer ("" when the generator
   has none, as for puzzles with many solutions), ``solution`` = :func:`demonstration` of it (""
@@ -97,11 +113,30 @@ class ReasoningGymSource(Sequence):
   """
 
   def __init__(self, name: str, *, size: int, seed: int,
-               config: Mapping[str, Any] | None = None, start: int = 0):
+               config: Mapping[str, Any] | None = None, start: int = 0,
+               split: str | None = None):
+    if split not in (None, "train", "held_out"):
+      raise ValueError(f"split must be None, 'train' or 'held_out', got {split!r}")
     self.generator, self.size, self.seed, self.start = name, int(size), int(seed), int(start)
     self.config = json.loads(json.dumps(dict(config or {})))  # plain, JSON-able values
-    self.dataset = create(name, self.config, size=self.start + self.size, seed=self.seed)
     self.name = f"reasoning_gym/{name}"
+    if split is None:
+      self.dataset = create(name, self.config, size=self.start + self.size, seed=self.seed)
+      self.items = range(self.start, self.start + self.size)
+      return
+    want = split == "held_out"
+    frac = HELD_OUT_FRACTION if want else 1 - HELD_OUT_FRACTION
+    total = self.start + int(self.size / frac * 1.2) + 64
+    while True:
+      self.dataset = create(name, self.config, size=total, seed=self.seed)
+      self.items = [j for j in range(self.start, total)
+                    if held_out_question(str(self.dataset[j]["question"])) == want][:self.size]
+      if len(self.items) == self.size:
+        break
+      if total > self.start + 50 * self.size / frac:
+        raise ValueError(f"{name}: only {len(self.items)} {split} items among {total} generated "
+                         f"(its questions repeat too much for {self.size}); lower the size")
+      total *= 2
 
   def __len__(self) -> int:
     return self.size
@@ -110,14 +145,15 @@ class ReasoningGymSource(Sequence):
     i = int(i)
     if not 0 <= i < self.size:
       raise IndexError(i)
-    entry = self.dataset[self.start + i]
+    j = self.items[i]
+    entry = self.dataset[j]
     answer = entry.get("answer")
     answer = "" if answer is None else str(answer)
     level = (entry.get("metadata") or {}).get("difficulty")
     return Example(
         prompt=str(entry["question"]), answer=answer, task=self.name,
         difficulty=level if isinstance(level, int) else -1,
-        pair_id=f"{self.name}/{self.seed}/{self.start + i}",
+        pair_id=f"{self.name}/{self.seed}/{j}",
         solution=demonstration(answer) if answer else "",
         info={"reasoning_gym": {"name": self.generator, "config": self.config, "seed": self.seed,
-                                "size": self.start + self.size, "entry": entry}})
+                                "size": len(self.dataset), "entry": entry}})

@@ -94,17 +94,18 @@ LIBRARY_SOURCES = ("reasoning_gym", "humaneval", "mbpp")
 def library_sources(run: rlx_config.RunConfig):
   """``(train, held-out)`` sources of ``data.source`` in :data:`LIBRARY_SOURCES`.
 
-  ``reasoning_gym``: items ``[0, data.train_size)`` of generator ``data.task`` (config
-  ``data.task_config``, seed = the run's seed) for training and the next ``data.eval_size`` items
-  held out (never trained on). ``humaneval`` / ``mbpp``: the problems of ``data.path``
+  ``reasoning_gym``: ``data.train_size`` items of generator ``data.task`` (config
+  ``data.task_config``, seed = the run's seed) for training and ``data.eval_size`` held out, split
+  by question (``rlx.data.reasoning_gym.held_out_question``: a held-out question is never
+  trained on, however often the generator repeats it). ``humaneval`` / ``mbpp``: the problems of ``data.path``
   (``.jsonl`` or ``.jsonl.gz``) split like every file source (:func:`file_splits`).
   """
   d = run.data
   if d.source == "reasoning_gym":
     from rlx.data.reasoning_gym import ReasoningGymSource
-    make = lambda size, start: ReasoningGymSource(d.task, size=size, seed=run.seed,
-                                                   config=d.task_config, start=start)
-    return make(d.train_size, 0), make(max(d.eval_size, 1), d.train_size)
+    make = lambda size, split: ReasoningGymSource(d.task, size=size, seed=run.seed,
+                                                   config=d.task_config, split=split)
+    return make(d.train_size, "train"), make(max(d.eval_size, 1), "held_out")
   from rlx.data.sources import HumanEvalSource, MbppSource
   if d.source == "humaneval":
     return file_splits(d, HumanEvalSource)

@@ -11,7 +11,8 @@ from rlx.rewards.testing import make_batch
 
 rg = pytest.importorskip("reasoning_gym", reason="pip install 'rlx[tasks]'")
 
-from rlx.data.reasoning_gym import ReasoningGymSource, demonstration, generator_names  # noqa: E402
+from rlx.data.reasoning_gym import (ReasoningGymSource, demonstration, generator_names,  # noqa: E402
+                                    held_out_question)
 
 ARITH = dict(min_terms=2, max_terms=3, min_digits=1, max_digits=1, operators=["+", "-"],
              allow_parentheses=False)
@@ -121,7 +122,19 @@ def test_config_builds_training_and_held_out_sources():
   assert run.data.task_config == ARITH
   train, held = library_sources(run)
   assert (len(train), len(held)) == (100, 8)
-  assert held[0].pair_id.endswith("/0/100")  # the items after the training ones
+  # Split by question: no held-out question is a training question, though the generator's
+  # small question space repeats questions across items.
+  assert not {ex.prompt for ex in held} & {ex.prompt for ex in train}
+  assert all(held_out_question(ex.prompt) for ex in held)
+  assert not any(held_out_question(ex.prompt) for ex in train)
+
+
+def test_splits_by_question_hold_out_a_tenth_of_the_question_space():
+  every = ReasoningGymSource("basic_arithmetic", size=4000, seed=0, config=ARITH)
+  questions = {every[i].prompt for i in range(len(every))}
+  assert 0.05 < sum(map(held_out_question, questions)) / len(questions) < 0.2
+  train = ReasoningGymSource("basic_arithmetic", size=4000, seed=0, config=ARITH, split="train")
+  assert not any(held_out_question(train[i].prompt) for i in range(len(train)))
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -29,6 +29,7 @@ OVERRIDES = {
     "model.d_model": 32, "model.n_layers": 1, "logging.stdout": False,
     "algo.batch_size": 8, "algo.group_size": 4, "sampling.max_new_tokens": 16,
     "eval.num_examples": 8, "eval.num_samples": 2, "rewards.name": "random",
+    "warm_start.sft_steps": 0,  # configs/grpo.py ships a cached 400-step warm start: RL only here
 }
 
 
