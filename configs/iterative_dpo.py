@@ -22,8 +22,11 @@ def get_config():
   cfg.warm_start.sft_steps = 500  # SFT on worked solutions first (≈48% greedy accuracy)
   cfg.warm_start.learning_rate = 1e-3
   cfg.warm_start.batch_size = 32
-  cfg.num_steps = 30  # DPO updates over all rounds
-  cfg.pref.rounds = 3  # rounds of sample → score → pair → DPO (10 updates each)
+  cfg.warm_start.cache_dir = rlx_config.warm_start_cache_dir()  # trained once, then loaded
+  # Seed 0, 256 held-out problems: greedy 0.457 → 0.512, pass@1 0.322 → 0.374, rising every
+  # round; 30 updates a round (instead of 10) over-fit the pairs and lose half the accuracy.
+  cfg.num_steps = 60  # DPO updates over all rounds
+  cfg.pref.rounds = 6  # rounds of sample → score → pair → DPO (10 updates each)
   cfg.pref.round_prompts = 128  # prompts per round (≈60 of them give a pair)
   cfg.algo.group_size = 4  # samples per prompt
   cfg.algo.batch_size = 16  # pairs per DPO update
@@ -35,7 +38,7 @@ def get_config():
   cfg.optim.learning_rate = 5e-5  # DPO step size (2e-4 for 20 updates a round halves accuracy)
   cfg.optim.warmup_steps = 0
   cfg.sampling.max_new_tokens = 32  # completion tokens
-  cfg.eval.num_examples = 64  # held-out prompts, evaluated after every round
+  cfg.eval.num_examples = 256  # held-out prompts, evaluated after every round
   cfg.eval.every_steps = 0  # and not in between (N > 0: also every N updates)
   cfg.checkpoint.every_steps = 10
   return cfg

@@ -45,14 +45,16 @@ def shared_cache(tmp_path_factory):
   return str(path)
 
 
-# SFT from random weights (300 of its 1000 updates) and rejection sampling (100 of its 300 rounds,
-# from its own cached warm start) learn too.
-OTHERS = [("sft", {"num_steps": 300}), ("rejection_sft", {})]
+# SFT from random weights (300 of its 1000 updates), rejection sampling (100 of its 300 rounds,
+# from its own cached warm start) and iterative DPO learn too.
+# iterative_dpo runs as shipped (6 rounds of 10 DPO updates).
+OTHERS = [("sft", {"num_steps": 300}), ("rejection_sft", {}),
+          ("iterative_dpo", {"num_steps": 60, "eval.num_examples": 256})]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,extra", [(n, {}) for n in RL_CONFIGS] + [README_EXAMPLE] + OTHERS,
-                         ids=RL_CONFIGS + ["readme_dapo", "sft", "rejection_sft"])
+                         ids=RL_CONFIGS + ["readme_dapo", "sft", "rejection_sft", "iterative_dpo"])
 def test_config_raises_held_out_accuracy(name, extra, shared_cache, tmp_path):
   cfg = override(load(name), {**SHORT, **extra, "warm_start.cache_dir": shared_cache,
                               "logging.stdout": False})
