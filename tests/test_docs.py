@@ -1,6 +1,7 @@
 """Code blocks the docs mark runnable (a ``<!-- runnable ... -->`` line right above a ```python
 block) run as written, so the README's and the docs' examples cannot drift from the API."""
 
+import ast
 import glob
 import os
 import re
@@ -30,4 +31,8 @@ def test_the_readme_has_a_runnable_block():
 @pytest.mark.parametrize("code", BLOCKS)
 def test_runnable_block_runs(code):
   namespace = {"__name__": "__docs__"}
-  exec(compile(code, "<docs>", "exec"), namespace)  # pylint: disable=exec-used
+  exec(compile(code, "<docs>", "exec"), namespace)  # pylint: disable=exec-used  # raises if broken
+  # It ran to the end: every name the block binds at top level exists.
+  bound = {t.id for node in ast.parse(code).body if isinstance(node, ast.Assign)
+           for t in ast.walk(node) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+  assert bound <= namespace.keys(), bound - namespace.keys()

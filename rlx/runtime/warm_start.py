@@ -63,8 +63,7 @@ def _code_hash() -> str:
   anything else in rlx) makes a new cache entry."""
   root = os.path.dirname(os.path.abspath(rlx.__file__))
   h = hashlib.sha256(rlx.__version__.encode())
-  for d, dirs, files in sorted(os.walk(root)):
-    dirs.sort()
+  for d, _, files in sorted(os.walk(root)):  # every directory, in a fixed order
     for name in sorted(f for f in files if f.endswith(".py")):
       path = os.path.join(d, name)
       h.update(os.path.relpath(path, root).encode())
