@@ -24,7 +24,8 @@ from rlx.rewards.process import (ProcessReward, step_spans, steps_to_token_score
 from rlx.rewards.registry import get_reward, list_rewards, register_reward, resolve_reward
 from rlx.rewards.safety import (PerSampleReward, ProcessPool, SafeReward, WorkerTimeout,
                                 run_per_sample)
-from rlx.rewards.sandbox import SandboxConfig, SandboxResult, run_python, sandbox_capabilities
+from rlx.rewards.sandbox import (SandboxConfig, SandboxResult, require_isolation, run_python,
+                                 sandbox_capabilities)
 from rlx.rewards.spurious import (FormatOnlyReward, IncorrectLabelReward, InvertedReward,
                                   RandomReward)
 from rlx.rewards.verifiable import (DapoOverlong, OverlongFilter, ThinkPruneCap,
@@ -48,7 +49,7 @@ __all__ = [
     "majority_vote", "masked_mean_rows", "math_answer", "math_equal", "multiple_choice",
     "normalize_answer", "overlong_filter_mask", "pad_ragged", "parse_judge_score",
     "parse_number", "register_reward", "resolve_reward", "reward_metrics", "run_per_sample",
-    "run_python", "sandbox_capabilities", "self_certainty_from_logits",
+    "require_isolation", "run_python", "sandbox_capabilities", "self_certainty_from_logits",
     "semantic_entropy_rewards", "step_spans", "steps_to_token_scores",
     "sympy_equal_with_timeout", "token_end_offsets",
 ]

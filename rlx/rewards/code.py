@@ -11,7 +11,7 @@ from typing import Any
 
 from rlx.rewards.base import Reward
 from rlx.rewards.safety import PerSampleReward
-from rlx.rewards.sandbox import OK, SandboxConfig, run_python
+from rlx.rewards.sandbox import OK, SandboxConfig, require_isolation, run_python
 
 
 _FENCED = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
@@ -55,7 +55,9 @@ def build_program(completion: str, meta: Mapping[str, Any],
 # exits. The parent scores from that record only: exiting early (any way), printing, or closing
 # the pipe leaves no record (score 0). Tracing/profiling, audit hooks, gc/frame-table walks and
 # ctypes are denied; those, and rebinding a builtin or a common test module's attribute, set the
-# tamper flag (score 0, counted as a violation).
+# tamper flag (score 0, counted as a violation). Every callable of the solution the tests can name
+# returns plain data (exact builtin types, recursively) or raises: a result object whose ``__eq__``
+# (``__lt__``, ``__bool__``, ...) answers what the test wants fails the test instead.
 HARNESS = r'''
 def _rlx_harness(rec):
     import builtins, collections, functools, heapq, itertools, json, math, operator, os, re
@@ -66,6 +68,34 @@ def _rlx_harness(rec):
         exec, compile, dict, PermissionError, RuntimeError, SystemExit, MemoryError,
         types.ModuleType)
     _gettrace, _getprofile, _switch = sys.gettrace, sys.getprofile, sys.setswitchinterval
+    _list, _callable, _isinstance, _type, _id, _TE = list, callable, isinstance, type, id, TypeError
+    _plain = frozenset({type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set,
+                        frozenset})
+    _seqs = frozenset({list, tuple, set, frozenset})
+
+    def _is_plain(x):
+        # Exact builtin types all the way down: an object of the program's own class (or a
+        # subclass of a builtin) could answer ``==``, ``<``, ``bool()`` or ``abs()`` as it likes.
+        stack, seen = [x], set()
+        while stack:
+            v = stack.pop()
+            t = _type(v)
+            if t not in _plain:
+                return False
+            if t in _seqs or t is dict:
+                if _id(v) in seen:
+                    continue
+                seen.add(_id(v))
+                stack.extend(v.items() if t is dict else v)
+        return True
+
+    def _checked(fn, name):
+        def call(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if not _is_plain(out):
+                raise _TE("%s returned a %s, not plain data" % (name, _type(out).__name__))
+            return out
+        return call
     _stdout = sys.stdout
     chunks = []
     while True:
@@ -137,6 +167,9 @@ def _rlx_harness(rec):
     for k in pristine:
         if k[:2] != "__" and k in ns:
             del ns[k]
+    for k, v in _list(ns.items()):  # every callable the tests can name returns plain data
+        if k[:2] != "__" and _callable(v) and not _isinstance(v, (type, _mt)):
+            ns[k] = _checked(v, k)
     ns["__builtins__"] = _dict(pristine)
     for code in codes:
         r = "0"
@@ -249,10 +282,13 @@ def code_tests(*, tests_key: str = "tests", partial_credit: bool = False, timeou
                memory_mb: int = 1024, max_processes: int = 64, isolation: str = "auto",
                max_workers: int = 4, stop: tuple[str, ...] = CONTINUATION_STOP) -> Reward:
   """Code reward: sandboxed execution against tests; a timeout, crash or violation scores 0 and is
-  counted in ``reward/code/{timeout,memory,violation}``. ``stop``: where a completion continuing a
+  counted in ``reward/code/{timeout,memory,violation}``. ``timeout``: CPU seconds per process
+  (``SandboxConfig.timeout``). ``isolation``: ``SandboxConfig.isolation``; building the reward
+  raises when this machine cannot provide it. ``stop``: where a completion continuing a
   ``meta["prefix"]`` (HumanEval-style) is cut (:func:`build_program`)."""
   cfg = SandboxConfig(timeout=timeout, memory_mb=memory_mb, max_processes=max_processes,
                       isolation=isolation)
+  require_isolation(cfg.isolation)  # fail at build time, not as a batch of zero rewards
   fn = functools.partial(code_tests_score, tests_key=tests_key, partial_credit=partial_credit,
                          config=cfg, stop=tuple(stop))
   n_runs_budget = timeout * 20 + 30  # per-sample containment budget; the sandbox kills earlier

@@ -1,35 +1,46 @@
-"""Running untrusted completion code (docs/algorithms.md §10).
+"""Running untrusted completion code (docs/rewards.md, "The sandbox"; docs/algorithms.md §10).
 
 ``run_python(code, stdin=..., config=...)`` runs a Python program in a child process and returns
-a ``SandboxResult``; it never raises for anything the program does. What is enforced:
+a ``SandboxResult``; it never raises for anything the program does.
 
-Always (every platform):
-- wall-clock timeout: the child runs in its own session/process group, killed (SIGKILL) at the limit;
-- rlimits: RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0, and
-  RLIMIT_NPROC (effective only for a non-root uid: see below);
-- a fresh temporary working directory (removed afterwards), HOME inside it;
-- an empty environment (PATH/LANG/HOME only; the interpreter runs with ``-I``), so no secrets of
-  the parent are inherited;
-- output caps on stdout and stderr (the child is killed when it writes more);
-- Python-level guards installed before the program runs (a ``sys.addaudithook`` hook): creating
-  a non-Unix socket, DNS look-ups, and writing/removing/renaming files outside the working
-  directory, and reading another process's ``/proc/<pid>/environ``, raise ``PermissionError``
-  and are reported as violations. These guards are
-  defence-in-depth, not a security boundary (native code or ctypes can bypass them).
+Threat model: the program is hostile and may use anything the interpreter offers (``ctypes``,
+``subprocess``, native extensions, signals). It must not write outside its working directory,
+reach the network or a host Unix socket, start another executable, read the trainer's memory or
+environment, signal or trace the trainer, or leave a process behind. It may read host files that
+are readable to it (data, the standard library); it may use its CPU, memory and output budgets.
 
-With OS isolation (``isolation="os"``, or ``"auto"`` when the kernel allows it: root, or
-unprivileged user namespaces), in addition:
-- new network namespace: no interfaces but a down loopback, so no connection can succeed;
-- new mount namespace: every mount remounted read-only except the working directory; fresh
-  private tmpfs on /tmp, /var/tmp and /dev/shm (discarded at exit);
-- new PID namespace with its own /proc: the program cannot see (or read the environment of)
-  other processes, and killing the namespace's init kills every process it forked;
-- when started as root: the program runs as a fresh unprivileged uid/gid (unique per run), with no
-  supplementary groups and ``PR_SET_NO_NEW_PRIVS``, so RLIMIT_NPROC caps a fork bomb per run.
+Process layout: the interpreter started here is a *supervisor* that never runs the program. It
+forks the program's process (own process group; ``PR_SET_PDEATHSIG``), is the subreaper of
+everything that process starts (double forks and ``setsid`` included), and when the program ends
+or this side sends SIGTERM (time or output limit) it kills and reaps every descendant before it
+exits. So no process of a run survives ``run_python``.
 
-Not enforced: cgroup CPU/memory accounting across the process tree (each process has its own
-RLIMIT_AS/CPU), seccomp syscall filtering, and disk usage beyond RLIMIT_FSIZE per file (the tmpfs
-mounts are capped at 64 MiB). ``sandbox_capabilities()`` reports what this machine enforces.
+Always (every mode):
+- limits: CPU time per process (``timeout``: RLIMIT_CPU, so verdicts do not depend on load), a
+  wall-clock backstop (``wall_timeout``), RLIMIT_AS (memory), RLIMIT_FSIZE, RLIMIT_NOFILE,
+  RLIMIT_CORE=0, RLIMIT_NPROC; stdout/stderr caps;
+- a fresh temporary working directory (removed afterwards), HOME and TMPDIR inside it, an empty
+  environment (the interpreter runs with ``-I``): no secrets of the parent are inherited;
+- as root, the program runs as a fresh unprivileged uid/gid per run (no supplementary groups,
+  ``PR_SET_NO_NEW_PRIVS``): it cannot signal, trace or read the trainer, and RLIMIT_NPROC binds;
+- Python-level guards (an audit hook): violations are *reported* (network, filesystem, secrets);
+  they are defence in depth, not a boundary.
+
+Kernel isolation (``isolation``):
+- "namespace": new network (down loopback only), mount (everything read-only but the working
+  directory; private tmpfs on /tmp, /var/tmp, /dev/shm) and PID namespaces (own /proc; the
+  trainer is invisible and unsignalable), plus the two layers below where the kernel has them;
+- "landlock" (the fallback where namespaces are refused, e.g. many containers): Landlock confines
+  writes to the working directory, ``execve`` to the interpreter (plus ``allow_exec``), /proc to
+  the program's own entries, TCP bind/connect (ABI 4) and signals / abstract Unix sockets to the
+  program's own processes (ABI 6); and a seccomp filter refuses ``socket()`` (host filesystem
+  Unix sockets included), io_uring, ptrace, process_vm_*, pidfd_getfd, mounts, new namespaces,
+  keyrings, bpf, perf and module loading (and, where nothing else confines signals, every
+  signal but to the program's own process group);
+- "auto": "namespace" where the kernel allows it, else "landlock", else a ``setup_error`` that
+  says so: untrusted code never runs without kernel isolation unless the config says
+- "none" explicitly (limits, uid drop and guards only).
+``sandbox_capabilities(mode)`` reports what this machine enforces in each mode.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import random
 import shutil
@@ -48,6 +60,8 @@ import tempfile
 import threading
 import time
 
+ISOLATION_MODES = ("auto", "namespace", "landlock", "none")
+
 # Outcome statuses.
 OK, FAILED, TIMEOUT, MEMORY, VIOLATION, OUTPUT_LIMIT, SETUP_ERROR = (
     "ok", "failed", "timeout", "memory", "violation", "output_limit", "setup_error")
@@ -58,21 +72,31 @@ class SandboxConfig:
   """Limits of one sandboxed run.
 
   Attributes:
-    timeout: wall-clock seconds before the process group is killed.
-    cpu_seconds: RLIMIT_CPU per process (default: ceil(timeout) + 1).
+    timeout: the time limit, in CPU seconds of each process (RLIMIT_CPU = ceil(timeout)), so a
+      verdict does not depend on machine load; a program past it has status ``timeout``.
+    cpu_seconds: overrides the RLIMIT_CPU that ``timeout`` sets.
+    wall_timeout: wall-clock backstop for programs that wait instead of computing (default
+      ``3 * timeout + 2``: a machine up to ~3x oversubscribed gives the same verdicts as an idle
+      one); the whole tree is killed at it, status ``timeout``.
     memory_mb: RLIMIT_AS per process, MiB.
     max_processes: RLIMIT_NPROC (processes + threads of the sandbox uid).
     max_file_mb: RLIMIT_FSIZE, MiB per file written.
     max_output_bytes: cap on each of stdout and stderr.
-    isolation: "auto" (OS isolation when available, else Python-level), "os" (required: a run
-      fails with status ``setup_error`` when unavailable), or "python".
-    python_guards: install the audit-hook guards (network / filesystem).
+    isolation: "auto" (namespaces where the kernel allows them, else "landlock"; a run fails
+      with status ``setup_error`` when neither is available), "namespace" (required; "os" is an
+      alias), "landlock" (Landlock + seccomp without namespaces: the fallback, forced), or "none"
+      (rlimits, the uid drop as root and the Python guards only: no kernel isolation; must be
+      asked for explicitly).
+    python_guards: install the audit-hook guards (network / filesystem), which report violations.
     python: interpreter to run; default: this interpreter if every user can read it, else
       /usr/bin/python3 (a dropped uid must be able to import the standard library).
+    allow_exec: executables besides the interpreter the program may ``execve`` (Landlock), e.g.
+      ``("/usr/bin/gcc",)`` for a reward that compiles code.
   """
 
   timeout: float = 5.0
   cpu_seconds: int | None = None
+  wall_timeout: float | None = None
   memory_mb: int = 1024
   max_processes: int = 64
   max_file_mb: int = 16
@@ -80,6 +104,16 @@ class SandboxConfig:
   isolation: str = "auto"
   python_guards: bool = True
   python: str | None = None
+  allow_exec: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if self.isolation not in ISOLATION_MODES + ("os",):
+      hint = (" (Python-level guards are not isolation: use 'landlock', or 'none' to run without "
+              "kernel isolation)" if self.isolation == "python" else "")
+      raise ValueError(f"SandboxConfig.isolation={self.isolation!r}: allowed values are "
+                       f"{', '.join(map(repr, ISOLATION_MODES))}{hint}")
+    if self.isolation == "os":
+      object.__setattr__(self, "isolation", "namespace")
 
 
 @dataclasses.dataclass
@@ -100,7 +134,7 @@ class SandboxResult:
 
 
 _BOOT = r'''
-import ctypes, json, os, resource, sys
+import ctypes, json, os, resource, signal, struct, sys
 cfg = json.loads(sys.argv[1])
 SFD = cfg["status_fd"]
 def emit(**kw):
@@ -109,35 +143,113 @@ def emit(**kw):
     except OSError:
         pass
 wd = cfg["workdir"]
+mode = cfg["isolation"]
 enf = {"network": False, "readonly_fs": False, "private_tmp": False, "pid_namespace": False,
-       "uid_drop": False, "nproc_limit": False}
+       "uid_drop": False, "nproc_limit": False, "landlock": 0, "fs_writes_confined": False,
+       "exec_confined": False, "seccomp": False, "unix_sockets_blocked": False,
+       "signals_confined": False, "process_sweep": True}
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+libc.syscall.restype = ctypes.c_long
 NEWNS, NEWNET, NEWPID, NEWUSER = 0x20000, 0x40000000, 0x20000000, 0x10000000
 RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT, BIND, REC, PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 def mount(src, tgt, fs, flags, data=None):
     enc = lambda s: None if s is None else s.encode()
     return libc.mount(enc(src), enc(tgt), enc(fs), flags, enc(data)) == 0
 root = os.geteuid() == 0
+ARCH = os.uname().machine
+# Landlock ABI version (0: unavailable). Syscalls 444-446 on every architecture.
+ll_abi = max(0, libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+seccomp_ok = ARCH in ("x86_64", "aarch64")
 ns = False
-if cfg["isolation"] != "python":
+if mode in ("auto", "namespace"):
     flags = NEWNS | NEWNET | NEWPID | (0 if root else NEWUSER)
     ns = libc.unshare(flags) == 0
+    err = ctypes.get_errno()
     if ns and not root:
         uid, gid = os.getuid(), os.getgid()
         for f, v in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
                      ("/proc/self/gid_map", f"{gid} {gid} 1")):
             with open(f, "w") as fh:
                 fh.write(v)
-    if not ns and cfg["isolation"] == "os":
-        emit(setup_error="unshare failed, errno %d" % ctypes.get_errno())
+    if not ns and mode == "namespace":
+        emit(setup_error="isolation='namespace': unshare failed, errno %d" % err)
         os._exit(97)
+    if not ns:
+        mode = "landlock"
+if mode == "landlock" and not (ll_abi >= 1 and seccomp_ok):
+    emit(setup_error=("isolation=%r: no kernel isolation on this machine (namespaces refused, "
+                      "Landlock ABI %d, seccomp %s); set isolation='none' to run untrusted code "
+                      "without it" % (cfg["isolation"], ll_abi, "available" if seccomp_ok else
+                                      "unsupported on " + ARCH)))
+    os._exit(97)
+enf["mode"] = "namespace" if ns else mode
+
+# --- The supervisor: this process never runs the program. It forks the program's process,
+# becomes the subreaper of everything that process starts (double forks and setsid included),
+# and when the program ends or the parent sends SIGTERM (time or output limit) it kills and reaps
+# every descendant before it exits with the program's status. The program cannot signal it: it
+# lives outside the program's PID namespace / Landlock signal scope / uid.
+class _Stop(Exception):
+    pass
+def _on_term(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Stop()
+signal.signal(signal.SIGTERM, _on_term)
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+child = os.fork()
+if child:
+    status = None
+    try:
+        while status is None:
+            try:
+                _, st = os.waitpid(child, 0)
+                status = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
+            except ChildProcessError:
+                status = 1
+    except _Stop:
+        status = 128 + signal.SIGKILL
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import time
+    me = os.getpid()
+    def kids():  # this process's children, from its own pid namespace's view of /proc
+        out = set()
+        try:
+            for p in os.listdir("/proc"):
+                if p.isdigit():
+                    try:
+                        with open(f"/proc/{p}/stat", "rb") as f:
+                            if int(f.read().rsplit(b")", 1)[1].split()[1]) == me:
+                                out.add(int(p))
+                    except (OSError, ValueError, IndexError):
+                        pass
+        except OSError:
+            pass
+        return out
+    if status == 128 + signal.SIGKILL:  # stopped from outside: the program is still running
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while True:  # until no descendant is left (orphans are re-parented to this process)
+        for k in kids():
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            break
+        time.sleep(0.002)
+    os._exit(status)
+
+# --- The program's process.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+os.setpgid(0, 0)  # its own process group: kill(0, ...) reaches only the program's processes
 if ns:
-    child = os.fork()
-    if child:
-        _, st = os.waitpid(child, 0)
-        os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st))
-    enf["network"] = enf["pid_namespace"] = True
+    enf["network"] = enf["pid_namespace"] = enf["signals_confined"] = True
     mount(None, "/", None, REC | PRIVATE)
     enf["proc"] = mount("proc", "/proc", "proc", NOSUID | NODEV | NOEXEC)
     mount(wd, wd, None, BIND)
@@ -186,15 +298,142 @@ if root and cfg["uid"]:
         os.setgroups([])
         os.setgid(u)
         os.setuid(u)
-        enf["uid_drop"] = enf["nproc_limit"] = True
+        enf["uid_drop"] = enf["nproc_limit"] = enf["signals_confined"] = True
     except OSError as e:
         emit(setup_warning=f"uid drop failed: {e}")
 elif not root:
     enf["nproc_limit"] = True
 libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-if ns:
-    libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGKILL when the outer process dies (after setuid)
+libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGKILL if the supervisor dies (after setuid)
 WD = os.path.realpath(wd)
+if mode != "none" and ll_abi >= 1:
+    # Landlock: writes only beneath the working directory (and /dev/null), execve only of the
+    # interpreter (and cfg["allow_exec"]); without namespaces, /proc unreadable but for this
+    # process's own entries; TCP bind/connect denied (ABI 4); signals and abstract Unix sockets
+    # scoped to the program's own processes (ABI 6).
+    EXE, WRITE, READ, READ_DIR = 1, 2, 4, 8
+    fs_all = (1 << 13) - 1
+    if ll_abi >= 2:
+        fs_all |= 1 << 13  # REFER
+    if ll_abi >= 3:
+        fs_all |= 1 << 14  # TRUNCATE
+    if ll_abi >= 5:
+        fs_all |= 1 << 15  # IOCTL_DEV
+    file_rights = fs_all & (EXE | WRITE | READ | (1 << 14) | (1 << 15))
+    net = 3 if ll_abi >= 4 else 0
+    scoped = 3 if ll_abi >= 6 else 0
+    attr = struct.pack("<QQQ", fs_all, net, scoped)[:24 if ll_abi >= 6 else 16 if ll_abi >= 4 else 8]
+    rs = libc.syscall(444, attr, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    ok = rs >= 0
+    def allow(path, rights):
+        global ok
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return
+        if not os.path.isdir(path):
+            rights &= file_rights
+        rule = struct.pack("<Qi", rights & fs_all, fd)
+        if libc.syscall(445, ctypes.c_int(rs), ctypes.c_int(1), rule, ctypes.c_uint32(0)) != 0:
+            ok = False
+        os.close(fd)
+    def elf_interp(path):
+        try:
+            with open(path, "rb") as f:
+                h = f.read(64)
+                if h[:5] != b"\x7fELF\x02":
+                    return None
+                phoff, = struct.unpack_from("<Q", h, 32)
+                phsize, phnum = struct.unpack_from("<HH", h, 54)
+                for i in range(phnum):
+                    f.seek(phoff + i * phsize)
+                    p = f.read(phsize)
+                    if struct.unpack_from("<I", p, 0)[0] == 3:  # PT_INTERP
+                        off, = struct.unpack_from("<Q", p, 8)
+                        size, = struct.unpack_from("<Q", p, 32)
+                        f.seek(off)
+                        return f.read(size).rstrip(b"\0").decode()
+        except (OSError, struct.error, UnicodeDecodeError):
+            return None
+    if ok:
+        if ns:
+            allow("/", READ | READ_DIR)
+        else:
+            allow("/", READ_DIR)
+            for name in os.listdir("/"):
+                if name != "proc":
+                    allow("/" + name, READ | READ_DIR)
+            for p in ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat"):
+                allow(os.path.realpath(p), READ | READ_DIR)
+        allow(WD, fs_all & ~EXE)
+        allow("/dev/null", READ | WRITE | (1 << 14) | (1 << 15))
+        exe = os.path.realpath(sys.executable)
+        for p in [exe, elf_interp(exe)] + list(cfg["allow_exec"]):
+            if p:
+                allow(os.path.realpath(p), EXE | READ)
+        ok = ok and libc.syscall(446, ctypes.c_int(rs), ctypes.c_uint32(0)) == 0
+    if rs >= 0:
+        os.close(rs)
+    if ok:
+        enf["landlock"] = ll_abi
+        enf["fs_writes_confined"] = enf["exec_confined"] = True
+        enf["network"] |= net != 0
+        enf["signals_confined"] |= scoped != 0
+    elif not ns:
+        emit(setup_error="Landlock ABI %d refused the ruleset (errno %d)" % (ll_abi, ctypes.get_errno()))
+        os._exit(97)
+if mode != "none" and seccomp_ok:
+    # seccomp: no socket() at all (filesystem Unix sockets of the host are reachable otherwise),
+    # no io_uring (it bypasses seccomp), no ptrace/process_vm/pidfd_getfd (other processes'
+    # memory and files), no mounts, namespaces, keyrings, bpf, perf, module loading; clone3 is
+    # ENOSYS (glibc falls back to clone, whose namespace flags are refused). Where nothing else
+    # confines signals, only kill(0, sig) (the program's own group) is allowed.
+    X86 = ARCH == "x86_64"
+    nr = dict(zip(
+        ("socket ptrace process_vm_readv process_vm_writev pidfd_getfd mount umount2 unshare "
+         "setns pivot_root chroot bpf perf_event_open userfaultfd keyctl add_key request_key "
+         "init_module finit_module kexec_load open_by_handle_at name_to_handle_at kill tkill "
+         "tgkill rt_sigqueueinfo rt_tgsigqueueinfo clone").split(),
+        (41, 101, 310, 311, 438, 165, 166, 272, 308, 155, 161, 321, 298, 323, 250, 248, 249, 175,
+         313, 246, 304, 303, 62, 200, 234, 129, 297, 56) if X86 else
+        (198, 117, 270, 271, 438, 40, 39, 97, 268, 41, 51, 280, 241, 282, 219, 217, 218, 105, 273,
+         104, 265, 264, 129, 130, 131, 138, 240, 220)))
+    EPERM, EACCES, ENOSYS = 1, 13, 38
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    ALLOW, KILL, ERR = 0x7FFF0000, 0x80000000, 0x00050000
+    deny = [(nr["socket"], EACCES), (435, ENOSYS)]  # clone3
+    deny += [(nr[k], EPERM) for k in (
+        "ptrace process_vm_readv process_vm_writev pidfd_getfd mount umount2 unshare setns "
+        "pivot_root chroot bpf perf_event_open userfaultfd keyctl add_key request_key init_module "
+        "finit_module kexec_load open_by_handle_at name_to_handle_at").split()]
+    deny += [(n, EPERM) for n in (425, 426, 427, 428, 429, 430, 431, 432, 433, 442)]
+    sig_free = not enf["signals_confined"]
+    if sig_free:
+        deny += [(nr[k], EPERM) for k in "tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo".split()]
+        deny += [(424, EPERM)]  # pidfd_send_signal
+    prog = [(LD, 0, 0, 4), (JEQ, 1, 0, 0xC000003E if X86 else 0xC00000B7), (RET, 0, 0, KILL),
+            (LD, 0, 0, 0)]
+    if X86:
+        prog += [(JGE, 0, 1, 0x40000000), (RET, 0, 0, ERR | ENOSYS)]  # the x32 ABI
+    for n, e in deny:
+        prog += [(JEQ, 0, 1, n), (RET, 0, 0, ERR | e)]
+    NSFLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+    prog += [(JEQ, 0, 4, nr["clone"]), (LD, 0, 0, 16), (JSET, 0, 1, NSFLAGS),
+             (RET, 0, 0, ERR | EPERM), (RET, 0, 0, ALLOW)]
+    if sig_free:
+        prog += [(JEQ, 0, 4, nr["kill"]), (LD, 0, 0, 16), (JEQ, 0, 1, 0), (RET, 0, 0, ALLOW),
+                 (RET, 0, 0, ERR | EPERM)]
+    prog += [(RET, 0, 0, ALLOW)]
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("<HBBI", *i) for i in prog))
+    class _Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    fprog = _Prog(len(prog), ctypes.addressof(buf))
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0:  # PR_SET_SECCOMP, MODE_FILTER
+        enf["seccomp"] = enf["unix_sockets_blocked"] = enf["network"] = True
+        enf["signals_confined"] = True
+    elif not ns:
+        emit(setup_error="seccomp filter refused (errno %d)" % ctypes.get_errno())
+        os._exit(97)
 if cfg["guards"]:
     import socket as _socket
     block_procs = root and not enf["uid_drop"]
@@ -311,19 +550,35 @@ def _reader(stream, cap, out: list, overflow: threading.Event, on_overflow):
 
 
 def _kill_tree(proc: subprocess.Popen, uid: int | None):
-  try:
-    os.killpg(proc.pid, signal.SIGKILL)
-  except (ProcessLookupError, PermissionError):
-    pass
-  if uid:  # anything left running under the run's private uid (it owns nothing else)
-    for pid in os.listdir("/proc"):
-      if not pid.isdigit():
-        continue
+  """Stops a run: SIGTERM asks the supervisor to kill and reap every process of the program
+  (it is their subreaper, or their PID namespace's parent); SIGKILL to its group if it does not
+  exit in 5 s; then anything left under the run's private uid (root only)."""
+  if proc.poll() is None:
+    try:
+      os.kill(proc.pid, signal.SIGTERM)
+      proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
       try:
-        if os.stat(f"/proc/{pid}").st_uid == uid:
-          os.kill(int(pid), signal.SIGKILL)
-      except (OSError, ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+      except (ProcessLookupError, PermissionError):
         pass
+    except ProcessLookupError:
+      pass
+  if uid:  # anything left running under the run's private uid (it owns nothing else)
+    for _ in range(100):
+      left = False
+      for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+          continue
+        try:
+          if os.stat(f"/proc/{pid}").st_uid == uid:
+            os.kill(int(pid), signal.SIGKILL)
+            left = True
+        except (OSError, ProcessLookupError):
+          pass
+      if not left:
+        break
+      time.sleep(0.01)
 
 
 def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxConfig(),
@@ -353,16 +608,16 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
       os.makedirs(os.path.dirname(path), exist_ok=True)
       with open(path, "w") as f:
         f.write(text)
-    cpu = config.cpu_seconds or int(config.timeout) + 1
+    cpu = config.cpu_seconds or max(1, math.ceil(config.timeout))
     cfg = {"status_fd": w_fd, "workdir": wd, "isolation": config.isolation,
-           "guards": config.python_guards, "uid": uid,
+           "guards": config.python_guards, "uid": uid, "allow_exec": list(config.allow_exec),
            "limits": {"as": config.memory_mb << 20, "cpu": cpu,
                       "fsize": config.max_file_mb << 20, "nproc": config.max_processes}}
     if harness is not None:
       cfg["harness"], cfg["record_fd"] = harness, rec_w
     if not root:  # RLIMIT_NPROC counts all processes of this uid: leave room for the existing ones
       cfg["limits"]["nproc"] = config.max_processes + _count_user_processes(os.getuid())
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": wd}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": wd, "TMPDIR": wd}
     python = config.python or _default_python()
     proc = subprocess.Popen(
         [python, "-I", "-B", "-c", _BOOT, json.dumps(cfg)], cwd=wd, env=env,
@@ -402,7 +657,7 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
       pass
     timed_out = False
     try:
-      proc.wait(timeout=config.timeout)
+      proc.wait(timeout=config.wall_timeout or 3.0 * config.timeout + 2.0)
     except subprocess.TimeoutExpired:
       timed_out = True
     kill()  # the session may still hold forked children
@@ -476,7 +731,25 @@ def _count_user_processes(uid: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def sandbox_capabilities() -> dict[str, bool]:
-  """What the sandbox enforces on this machine (runs one trivial program once)."""
-  res = run_python("print('ok')", config=SandboxConfig(timeout=10.0))
-  return dict(res.enforced, works=res.passed)
+def sandbox_capabilities(isolation: str = "auto") -> dict:
+  """What the sandbox enforces on this machine in mode ``isolation`` (runs one trivial program
+  once): ``works``, ``mode`` (the mode a run gets), ``error`` (why it cannot run, if so), and one
+  flag per protection (see the module docstring; ``landlock`` is the Landlock ABI used, 0 if
+  none)."""
+  res = run_python("print('ok')", config=SandboxConfig(timeout=10.0, isolation=isolation))
+  out = dict(res.enforced, works=res.passed)
+  if not res.passed:
+    out["error"] = res.stderr.strip().splitlines()[0] if res.stderr.strip() else res.status
+  return out
+
+
+def require_isolation(isolation: str) -> None:
+  """Raises ``RuntimeError`` naming the cause when untrusted code cannot run under
+  ``isolation`` on this machine (``"none"`` always can): rewards call it when built."""
+  if isolation == "none":
+    return
+  cap = sandbox_capabilities(SandboxConfig(isolation=isolation).isolation)
+  if not cap["works"]:
+    raise RuntimeError(f"the code sandbox cannot run with isolation={isolation!r} on this machine: "
+                       f"{cap.get('error')}. Set isolation='none' to run untrusted code without "
+                       "kernel isolation.")

@@ -3,12 +3,14 @@ own record written after every test ran; the tests are never readable by the pro
 
 import pytest
 
-from rlx.rewards import SandboxConfig, code_tests_score, get_reward, run_python
+from rlx.rewards import (SandboxConfig, code_tests_score, get_reward, run_python,
+                         sandbox_capabilities)
 from rlx.rewards.code import run_function_tests
 from rlx.rewards.testing import make_batch
 
 CFG = SandboxConfig(timeout=3.0, memory_mb=512, max_processes=32)
-ISOLATIONS = ["auto", "python"]
+ISOLATIONS = [m for m in ("auto", "landlock", "none")
+              if m == "none" or sandbox_capabilities(m)["works"]]
 
 TESTS = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(10, 20) == 30"]
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -103,10 +105,23 @@ for fd in range(3, 256):
 ''',
     "close_record_fds": GOOD + "import os\nos.closerange(3, 256)\n",
     "patch_math": "import math\nmath.isclose = lambda *a, **k: True\n" + WRONG,
+    "always_equal": ("class Anything:\n    def __eq__(self, other):\n        return True\n"
+                     "    __hash__ = object.__hash__\n"
+                     "def add(a, b):\n    return Anything()\n"),
+    "always_equal_in_list": ("class Anything(int):\n    def __eq__(self, other):\n"
+                             "        return True\n    __hash__ = int.__hash__\n"
+                             "def add(a, b):\n    return [Anything(0)][0]\n"),
+    "always_equal_callable": ("class Anything:\n    def __eq__(self, other):\n        return True\n"
+                              "class Add:\n    def __call__(self, a, b):\n        return Anything()\n"
+                              "add = Add()\n"),
+    "always_close": ("class Near(float):\n    def __sub__(self, o):\n        return 0.0\n"
+                     "    __rsub__ = __sub__\n"
+                     "def add(a, b):\n    return Near(a - b)\n"),
 }
 # Tests that a builtin-patching hack could fool (the ``all(...)`` form).
 ALL_TESTS = ["assert all([add(2, 3) == 5, add(-1, 1) == 0])", "assert add(1, 1) == 2"]
 MATH_TESTS = ["import math\nassert math.isclose(add(0.5, 0.25), 0.75)"]
+CLOSE_TESTS = ["assert abs(add(0.5, 0.25) - 0.75) < 1e-9"]
 
 
 def score(program, tests=TESTS, partial=False, isolation="auto"):
@@ -128,7 +143,8 @@ def test_correct_scores_one_wrong_scores_zero(isolation):
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 @pytest.mark.parametrize("name", sorted(HACKS))
 def test_hack_scores_zero(name, isolation):
-  tests = ALL_TESTS if "builtin" in name else MATH_TESTS if "math" in name else TESTS
+  tests = (ALL_TESTS if "builtin" in name else MATH_TESTS if "math" in name else
+           CLOSE_TESTS if "close" in name else TESTS)
   program = HACKS[name]
   assert score(program, tests, isolation=isolation) == 0.0
   assert score(program, tests, partial=True, isolation=isolation) == 0.0

@@ -1,6 +1,8 @@
 """Sandbox (docs/algorithms.md §10): violations score 0 and are counted; the rest of the batch is fine."""
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -98,8 +100,29 @@ def test_writes_do_not_escape_without_python_guards(program):
 def test_killed_at_time_limit(program):
   t = time.monotonic()
   res = run_python(program, config=CFG)
-  assert res.status == "timeout"
-  assert time.monotonic() - t < CFG.timeout + 3.0
+  assert res.status == "timeout"  # the CPU limit, or for a tree of processes the wall backstop
+  assert time.monotonic() - t < 3 * CFG.timeout + 2 + 3.0
+
+
+def test_verdict_does_not_depend_on_load():
+  """The limit is CPU time: a program using 0.6 s of CPU passes a 1 s limit on an idle machine and
+  on one oversubscribed 3x (where it takes longer than 1 s of wall-clock time)."""
+  burn = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6:\n    pass\n"
+          "print('done')\n")
+  cfg = SandboxConfig(timeout=1.0, memory_mb=256)
+  idle = run_python(burn, config=cfg)
+  hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+          for _ in range(3 * len(os.sched_getaffinity(0)))]
+  time.sleep(0.5)  # spinning, each in its own session (autogroup scheduling shares per session)
+  try:
+    busy = run_python(burn, config=cfg)
+  finally:
+    for h in hogs:
+      h.kill()
+      h.wait()
+  assert idle.status == busy.status == "ok", (idle.stderr, busy.stderr)
+  assert busy.wall_time > cfg.timeout  # a wall-clock limit would have failed it
+  assert run_python(LOOP, config=cfg).status == "timeout"
 
 
 def test_big_allocation_fails_fast():
@@ -120,8 +143,9 @@ def test_parent_secrets_not_visible(monkeypatch):
 
 
 def test_capabilities_reported():
-  assert OS["works"]
-  assert set(OS) >= {"network", "readonly_fs", "pid_namespace", "uid_drop"}
+  assert OS["works"] and OS["mode"] in ("namespace", "landlock")
+  assert set(OS) >= {"network", "readonly_fs", "pid_namespace", "uid_drop", "landlock", "seccomp",
+                     "unix_sockets_blocked", "signals_confined", "exec_confined", "process_sweep"}
 
 
 def _fence(code):
@@ -168,10 +192,10 @@ def test_code_reward_stdin_stdout_cases_partial_credit():
 @pytest.mark.parametrize("program,status", [(NETWORK, "violation"), (WRITE_TMP, "violation"),
                                             (WRITE_REPO, "violation"), (STEAL, "violation"),
                                             (BIG_ALLOC, "memory")])
-def test_python_level_isolation_fallback(program, status, monkeypatch):
-  """Without namespaces (isolation="python") the guards and rlimits still hold."""
+def test_python_guards_without_kernel_isolation(program, status, monkeypatch):
+  """With isolation="none" (asked for explicitly) the guards and rlimits still hold."""
   monkeypatch.setenv("RLX_TEST_SECRET", "RLX_TEST_SECRET_VALUE")
-  res = run_python(program, config=SandboxConfig(timeout=1.5, memory_mb=512, isolation="python"))
+  res = run_python(program, config=SandboxConfig(timeout=1.5, memory_mb=512, isolation="none"))
   assert res.status == status and not res.enforced["network"]
   assert not os.path.exists("/tmp/rlx_sandbox_escape.txt")
   assert not os.path.exists(__file__ + ".escape")
