@@ -69,10 +69,23 @@ def _survivors(marker):
   return found
 
 
+def _host_base():
+  """Where to put host files the program attacks: a directory every user can reach (a dropped
+  uid must not be stopped by its parents) and that the namespace mode does not hide behind its
+  private tmpfs mounts (/tmp, /var/tmp, /dev/shm), so that Landlock and the read-only mounts are
+  what stops the attack; the temporary directory only when nothing else qualifies."""
+  for base in ("/run", os.path.dirname(os.path.abspath(__file__)), tempfile.gettempdir()):
+    if os.access(base, os.W_OK) and sandbox._world_readable(base):
+      return base
+  return None
+
+
 @pytest.fixture
 def public_tmp():
-  """A directory every user can reach (a dropped uid must not be stopped by its parents)."""
-  d = tempfile.mkdtemp()
+  base = _host_base()
+  if base is None:
+    pytest.skip("no directory every user can reach")
+  d = tempfile.mkdtemp(dir=base, prefix="rlx_escape_")
   os.chmod(d, 0o755)
   yield pathlib.Path(d)
   shutil.rmtree(d, ignore_errors=True)
