@@ -2,7 +2,7 @@ r"""LoRA GRPO vs full-fine-tuning GRPO on the quickstart task, from the same SFT
 
     python benchmarks/lora_learning.py [--seeds 0,1,2] [--steps 500] [--rank 8] [--lora_lr 1e-3]
 
-Per seed: the quickstart's SFT warm start (400 full-fine-tuning updates) is run once; then GRPO
+Per seed: the quickstart's SFT warm start (its full-fine-tuning updates) is run once; then GRPO
 continues from that checkpoint twice with the quickstart's settings, the same number of steps,
 prompts and samples: once training every parameter (lr 1e-4, the quickstart's), once training
 rank-r LoRA adapters on every projection (the base frozen; adapters usually want a larger step:
@@ -114,7 +114,9 @@ def main():
     table.append(f"| {r['seed']} | {label} (lr {r['lr']:g}) | {g0:.3f} → {g1:.3f} "
                  f"({g1 - g0:+.3f}) | {s0:.3f} → {s1:.3f} | {r['wall']:.0f} s | "
                  f"{r['ckpt'] / 1e3:.0f} kB |")
-  header = (f"{args.steps} GRPO steps from the quickstart's SFT checkpoint (400 steps), LoRA "
+  sft = _quickstart().warm_start
+  header = (f"{args.steps} GRPO steps from the quickstart's SFT checkpoint ({sft.sft_steps} steps "
+            f"on {sft.num_examples or 'all'} demonstrations), LoRA "
             f"(alpha = 2 × rank) on every projection vs every parameter; "
             f"{machine()}, {today()}, commit {git_commit()}.\n\n"
             "| seed | run | greedy held-out accuracy | sampled pass@1 | RL wall | checkpoint step |\n"

@@ -63,6 +63,9 @@ class KLPlacement(enum.Enum):
   REWARD = "reward"  # R_t ← R_t − β·kl(ℓ_old, ℓ_ref)
 
 
+OLD_LOGPROBS = ("auto", "sampler", "recompute")  # algo.old_logprobs
+
+
 class FilterKind(enum.Enum):
   NONE = "none"
   DYNAMIC_SAMPLING = "dynamic_sampling"  # DAPO: keep groups with reward std > 0
@@ -178,6 +181,9 @@ def default_config() -> ml_collections.ConfigDict:
   a.vf_clip = 0.5  # value clip c_v
   a.entropy_coef = 0.0  # c_H
   a.tis_cap = 0.0  # truncated IS cap for sampler/trainer mismatch (0 = off)
+  a.old_logprobs = "auto"  # π_old of the ratio: "sampler" (the sampler's own log-probs: no extra
+  #                          forward pass), "recompute" (a trainer forward before the update), or
+  #                          "auto" (sampler where it is exact: float32 model, tis_cap = 0)
   a.filter = "none"  # online group filter (rlx.config.FilterKind)
   a.filter_lo = 0.0  # balanced: lower pass-rate bound
   a.filter_hi = 1.0  # balanced: upper pass-rate bound
@@ -410,6 +416,7 @@ class AlgoSection:
   filter_lo: float
   filter_hi: float
   max_refills: int
+  old_logprobs: str = "auto"
   laser_alpha: float = 0.0
   laser_beta: float = 0.1
   laser_tau: float = 0.0
@@ -782,6 +789,9 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _check(0 <= a.get("filter_lo", 0) <= a.get("filter_hi", 1) <= 1, "algo.filter_lo",
          (a.get("filter_lo"), a.get("filter_hi")), "need 0 <= filter_lo <= filter_hi <= 1")
   _non_negative("algo.max_refills", a.get("max_refills", 0))
+  a.setdefault("old_logprobs", "auto")  # configs saved before the field existed
+  _check(a["old_logprobs"] in OLD_LOGPROBS, "algo.old_logprobs", a["old_logprobs"],
+         f"allowed values: {_allowed(OLD_LOGPROBS)}")
   algo = _fields(
       AlgoSection, a, "algo", name=name,
       estimator=_enum("algo.estimator", a.get("estimator"), core.AdvantageEstimator),

@@ -246,13 +246,20 @@ class PrepareSpec:
   use_reference: bool = False
   tis: bool = False
   chunk_size: int = 4096
+  old_from_sampler: bool = False
 
   @classmethod
-  def from_config(cls, algo: AlgoSection, chunk_size: int = 4096) -> "PrepareSpec":
+  def from_config(cls, algo: AlgoSection, chunk_size: int = 4096,
+                  exact_sampler: bool = False) -> "PrepareSpec":
+    """``exact_sampler``: the sampler computes its log-probs at the trainer's precision
+    (float32 parameters and compute), which ``algo.old_logprobs="auto"`` needs to reuse them."""
     use_ref = algo.kl_placement is not KLPlacement.NONE and (algo.beta > 0 or algo.adaptive_kl)
+    reuse = algo.old_logprobs == "sampler" or (
+        algo.old_logprobs == "auto" and exact_sampler and algo.tis_cap == 0)
     return cls(estimator=algo.estimator, kl_placement=algo.kl_placement if use_ref else
                KLPlacement.NONE, kl_estimator=algo.kl_estimator, std_scope=algo.std_scope,
-               use_reference=use_ref, tis=algo.tis_cap > 0, chunk_size=chunk_size)
+               use_reference=use_ref, tis=algo.tis_cap > 0, chunk_size=chunk_size,
+               old_from_sampler=reuse)
 
 
 @flax.struct.dataclass
@@ -278,12 +285,17 @@ def sequences(traj: Trajectory):
 
 
 def rollout_logprobs(graphdef, config, spec: PrepareSpec, params, ref_params, tokens, attn, t,
-                     hp: PrepareHyper):
+                     hp: PrepareHyper, sampler_logprobs=None):
   """``(ℓ_old, ℓ_ref)`` ``[B,T]`` of the sampled tokens (no gradient); ``ℓ_ref = ℓ_old``
-  without a reference."""
+  without a reference. With ``spec.old_from_sampler``, ``ℓ_old`` is the sampler's own
+  ``sampler_logprobs`` (the same numbers: log-softmax of the logits / temperature under the
+  policy that sampled, before any update) and the policy's forward pass is skipped."""
   logp = lambda p: jax.lax.stop_gradient(target_logprobs(
       graphdef, p, config, tokens, attn, t, hp.temperature, chunk_size=spec.chunk_size))
-  old = logp(params)
+  if spec.old_from_sampler:
+    old = jax.lax.stop_gradient(jnp.asarray(sampler_logprobs, jnp.float32))
+  else:
+    old = logp(params)
   return old, (logp(ref_params) if spec.use_reference else old)
 
 
@@ -315,15 +327,17 @@ def advantage_inputs(traj: Trajectory, dense, m, values=None) -> core.AdvantageI
       row_mask=jnp.asarray(traj.sample_mask, jnp.float32))
 
 
-def rollout_metrics(traj: Trajectory, adv, m, old) -> dict:
-  """Metrics every RL preparation reports, over real rows / trained tokens only."""
+def rollout_metrics(traj: Trajectory, adv, m, old, spec: PrepareSpec | None = None) -> dict:
+  """Metrics every RL preparation reports, over real rows / trained tokens only
+  (``sampler_trainer_logp_diff`` only where the trainer recomputed ``old``)."""
   valid = jnp.asarray(traj.sample_mask, jnp.float32)
-  return {"reward/mean": row_mean(jnp.asarray(traj.rewards, jnp.float32), valid),
-          "reward/token_sum": row_mean(core.masked_sum(traj.token_rewards, m, axis=-1), valid),
-          "advantage/mean": core.masked_mean(adv, m),
-          "advantage/std": jnp.sqrt(core.masked_var(adv, m)),
-          "sampler_trainer_logp_diff": core.masked_mean(
-              jnp.abs(old - traj.sampler_logprobs), m)}
+  out = {"reward/mean": row_mean(jnp.asarray(traj.rewards, jnp.float32), valid),
+         "reward/token_sum": row_mean(core.masked_sum(traj.token_rewards, m, axis=-1), valid),
+         "advantage/mean": core.masked_mean(adv, m),
+         "advantage/std": jnp.sqrt(core.masked_var(adv, m))}
+  if spec is None or not spec.old_from_sampler:
+    out["sampler_trainer_logp_diff"] = core.masked_mean(jnp.abs(old - traj.sampler_logprobs), m)
+  return out
 
 
 def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec, layout=None):
@@ -339,7 +353,8 @@ def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec, layout
   def prepare(params, ref_params, traj: Trajectory, hp: PrepareHyper):
     tokens, attn, m = sequences(traj)
     t = m.shape[1]
-    old, ref = rollout_logprobs(graphdef, config, spec, params, ref_params, tokens, attn, t, hp)
+    old, ref = rollout_logprobs(graphdef, config, spec, params, ref_params, tokens, attn, t, hp,
+                                traj.sampler_logprobs)
     dense, metrics = shaped_token_rewards(spec, traj, old, ref, m, hp)
     adv, _ = core.compute_advantages(
         spec.estimator, advantage_inputs(traj, dense, m),
@@ -347,7 +362,7 @@ def make_prepare(graphdef, config: models.ModelConfig, spec: PrepareSpec, layout
         std_scope=spec.std_scope)
     weights = core.truncated_importance_weights(old, traj.sampler_logprobs, m, hp.tis_cap) \
         if spec.tis else jnp.ones_like(m)
-    metrics.update(rollout_metrics(traj, adv, m, old))
+    metrics.update(rollout_metrics(traj, adv, m, old, spec))
     batch = TrainBatch(tokens=tokens, attention_mask=attn, loss_mask=m, old_logprobs=old,
                        ref_logprobs=ref, advantages=adv, importance_weights=weights)
     return batch, metrics

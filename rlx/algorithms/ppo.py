@@ -96,13 +96,14 @@ def make_ppo_prepare(graphdef, value_graphdef, config: models.ModelConfig, spec:
   def prepare(params, ref_params, value_params, traj: Trajectory, hp: PrepareHyper):
     tokens, attn, m = sequences(traj)
     t = m.shape[1]
-    old, ref = rollout_logprobs(graphdef, config, spec, params, ref_params, tokens, attn, t, hp)
+    old, ref = rollout_logprobs(graphdef, config, spec, params, ref_params, tokens, attn, t, hp,
+                                traj.sampler_logprobs)
     values = completion_values(value_graphdef, value_params, tokens, attn, t) * m
     dense, metrics = shaped_token_rewards(spec, traj, old, ref, m, hp)
     adv, returns = core.compute_advantages(
         core.AdvantageEstimator.GAE, advantage_inputs(traj, dense, m, values=values),
         core.AdvantageHyper(eps=hp.adv_eps, gamma=hp.gamma, lam=hp.lam))
-    metrics.update(rollout_metrics(traj, adv, m, old))
+    metrics.update(rollout_metrics(traj, adv, m, old, spec))
     metrics["value/mean"] = core.masked_mean(values, m)
     weights = core.truncated_importance_weights(old, traj.sampler_logprobs, m, hp.tis_cap) \
         if spec.tis else jnp.ones_like(m)

@@ -2,7 +2,8 @@
 
 ``push(step, metrics)`` takes the *device* metrics of step N and writes step N−1's, whose values
 are ready by then, so the host never waits for the device inside the loop (maxtext's pattern).
-``flush()`` writes the last pending step. With ``total_steps`` set, stdout shows a progress line
+``flush()`` writes the last pending step. Each step's record also counts the XLA programs compiled
+and the compile seconds so far (``compile/programs``, ``compile/seconds``). With ``total_steps`` set, stdout shows a progress line
 (step, percent, elapsed, ETA and the key metrics) about every 1% of the run instead of every
 record; the JSONL file always gets every record.
 """
@@ -34,6 +35,27 @@ def loss_scalar(metrics: dict):
   return None
 
 
+_COMPILE = {"programs": 0, "seconds": 0.0}
+_COMPILE_LISTENING = []
+
+
+def _on_compile_event(event: str, seconds: float, **_) -> None:
+  if event.startswith("/jax/core/compile/"):  # tracing, lowering to MLIR, XLA compilation
+    _COMPILE["seconds"] += seconds
+    if event == "/jax/core/compile/backend_compile_duration":
+      _COMPILE["programs"] += 1
+
+
+def compile_stats() -> dict:
+  """``{"programs", "seconds"}``: XLA programs compiled by this process (not counting hits of
+  the persistent compilation cache) and seconds spent tracing, lowering and compiling, since the
+  first call (``jax.monitoring`` events)."""
+  if not _COMPILE_LISTENING:
+    jax.monitoring.register_event_duration_secs_listener(_on_compile_event)
+    _COMPILE_LISTENING.append(True)
+  return dict(_COMPILE)
+
+
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
@@ -58,6 +80,7 @@ class MetricsWriter:
       os.makedirs(workdir, exist_ok=True)
     self._pending: tuple[int, dict, dict] | None = None
     self._start = time.time()
+    self._compile0 = compile_stats()
     self.total_steps: int | None = None  # set by the run: enables the progress line
     self._first: tuple[int, float] | None = None  # (step, time) of the first record written
     self._tb = None
@@ -67,8 +90,13 @@ class MetricsWriter:
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
 
   def push(self, step: int, metrics: dict, host_metrics: dict | None = None) -> None:
-    """Queue step ``step``'s device metrics; write the previously queued step."""
-    previous, self._pending = self._pending, (int(step), metrics, dict(host_metrics or {}))
+    """Queue step ``step``'s device metrics; write the previously queued step. The record
+    gets ``compile/programs`` and ``compile/seconds``: XLA programs compiled and seconds spent
+    compiling since the writer started, up to this step (``compile_stats``)."""
+    c = compile_stats()
+    host = {**(host_metrics or {}), "compile/programs": c["programs"] - self._compile0["programs"],
+            "compile/seconds": round(c["seconds"] - self._compile0["seconds"], 3)}
+    previous, self._pending = self._pending, (int(step), metrics, host)
     if previous is not None:
       self._write(*previous)
 

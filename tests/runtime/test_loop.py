@@ -55,6 +55,11 @@ def run_algo(algo, tmp_path):
 def test_grpo_loop_two_steps(tmp_path):
   steps = run_algo("grpo", tmp_path)
   assert "kl" in steps[0] and "reward/correct" in steps[0]
+  # Compilation is counted: everything compiles by the first step, nothing again in the second.
+  assert steps[0]["compile/programs"] > 5 and steps[0]["compile/seconds"] > 0
+  assert steps[1]["compile/programs"] == steps[0]["compile/programs"]
+  # π_old is the sampler's (float32 model, algo.old_logprobs="auto"): no recomputed-vs-sampler gap
+  assert "sampler_trainer_logp_diff" not in steps[0]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
