@@ -61,7 +61,7 @@ def _accuracies(evals: list[dict]) -> tuple[dict, dict]:
 
 
 def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
-             runs=("full", "lora")) -> list[dict]:
+             runs=("full", "lora"), lora_plus: float = 1.0) -> list[dict]:
   from rlx.runtime.run import train
   sft_dir = os.path.join(root, f"sft{seed}")
   # The warm start only (its last step is checkpointed); with the same --root a rerun finds it
@@ -77,7 +77,9 @@ def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
       cfg.lora.rank = rank
       cfg.lora.alpha = 2.0 * rank
       cfg.optim.learning_rate = lora_lr
-    tag = f"r{rank}_lr{lora_lr:g}" if name == "lora" else ""
+      cfg.optim.lora_plus_ratio = lora_plus
+    tag = f"r{rank}_lr{lora_lr:g}" + (f"_plus{lora_plus:g}" if lora_plus != 1 else "") \
+        if name == "lora" else ""
     workdir = os.path.join(root, f"{name}{tag}_{seed}")
     t0 = time.perf_counter()
     summary = train(cfg, workdir)
@@ -86,6 +88,7 @@ def run_seed(seed: int, steps: int, rank: int, lora_lr: float, root: str,
     wall = time.perf_counter() - t0
     before, after = _accuracies(summary["evals"])
     out.append({"seed": seed, "run": name, "rank": rank, "lr": cfg.optim.learning_rate,
+                "plus": cfg.optim.lora_plus_ratio,
                 "before": before,
                 "after": after, "wall": wall, "ckpt": _last_step_bytes(workdir)})
     print(out[-1], flush=True)
@@ -99,18 +102,22 @@ def main():
   p.add_argument("--rank", type=int, default=8)
   p.add_argument("--lora_lr", type=float, default=1e-3)
   p.add_argument("--runs", default="full,lora", help="which of full,lora to run")
+  p.add_argument("--lora_plus", type=float, default=1.0,
+                 help="LoRA+ ratio (optim.lora_plus_ratio): B's step size / A's")
   p.add_argument("--root", default="", help="work directory (reused: SFT runs are not redone)")
   p.add_argument("--no_record", action="store_true")
   args = p.parse_args()
   root = args.root or tempfile.mkdtemp(prefix="rlx_lora_learning_")
   rows = []
   for seed in [int(s) for s in args.seeds.split(",")]:
-    rows += run_seed(seed, args.steps, args.rank, args.lora_lr, root, args.runs.split(","))
+    rows += run_seed(seed, args.steps, args.rank, args.lora_lr, root, args.runs.split(","),
+                     args.lora_plus)
   table = []
   for r in rows:
     g0, g1 = r["before"]["eval/greedy_accuracy"], r["after"]["eval/greedy_accuracy"]
     s0, s1 = r["before"]["eval/pass@1"], r["after"]["eval/pass@1"]
-    label = f"lora r{r['rank']}" if r["run"] == "lora" else "full"
+    label = (f"LoRA r{r['rank']}" + (f" LoRA+ λ={r['plus']:g}" if r["plus"] != 1 else "")
+             if r["run"] == "lora" else "full")
     table.append(f"| {r['seed']} | {label} (lr {r['lr']:g}) | {g0:.3f} → {g1:.3f} "
                  f"({g1 - g0:+.3f}) | {s0:.3f} → {s1:.3f} | {r['wall']:.0f} s | "
                  f"{r['ckpt'] / 1e3:.0f} kB |")

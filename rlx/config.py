@@ -207,6 +207,8 @@ def default_config() -> ml_collections.ConfigDict:
   o.eps = 1e-8  # Adam ε
   o.weight_decay = 0.0  # decoupled weight decay (adamw)
   o.max_grad_norm = 1.0  # global-norm gradient clipping (0 = off)
+  o.lora_plus_ratio = 1.0  # LoRA+ (Hayou et al. 2024): step size of the B adapters / of A
+  #                         (1 = plain LoRA; the paper uses 16); only with lora.rank > 0
 
   # --- sampling -----------------------------------------------------------------------------
   c.sampling = s = ml_collections.ConfigDict()
@@ -449,6 +451,7 @@ class OptimSection:
   eps: float
   weight_decay: float
   max_grad_norm: float
+  lora_plus_ratio: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -852,6 +855,9 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _non_negative("optim.max_grad_norm", o.get("max_grad_norm", 0))
   _check(0 <= o.get("end_lr_factor", 0) <= 1, "optim.end_lr_factor", o.get("end_lr_factor"),
          "must be in [0, 1]")
+  o.setdefault("lora_plus_ratio", 1.0)  # configs saved before the field existed
+  _check(o["lora_plus_ratio"] > 0, "optim.lora_plus_ratio", o["lora_plus_ratio"],
+         "must be > 0 (the B adapters' step size over the A adapters'; 1 = plain LoRA)")
   optim = _fields(OptimSection, o, "optim", name=_enum("optim.name", o.get("name"), Optimizer),
                   schedule=_enum("optim.schedule", o.get("schedule"), Schedule))
 

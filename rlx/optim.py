@@ -64,8 +64,24 @@ def unit_schedule(cfg: OptimSection, total_steps: int) -> optax.Schedule:
   return optax.join_schedules([warm, after], [warmup])
 
 
+def scale_lora_b(ratio: float) -> optax.GradientTransformation:
+  """LoRA+ (Hayou et al., 2024): the updates of every LoRA ``B`` matrix (a ``lora_b`` leaf)
+  times ``ratio``, so B moves with step size ``ratio · lr`` and A with ``lr``."""
+
+  def is_b(path) -> bool:
+    return any(getattr(k, "key", None) == "lora_b" for k in path)
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(lambda p, u: u * ratio if is_b(p) else u,
+                                            updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(cfg: OptimSection, total_steps: int) -> OptimizerDef:
-  """Gradient clipping → Adam(W)/SGD direction → (decoupled weight decay); step size applied later."""
+  """Gradient clipping → Adam(W)/SGD direction → (decoupled weight decay) → (LoRA+ scaling of
+  the B adapters, ``cfg.lora_plus_ratio``); step size applied later."""
   parts = []
   if cfg.max_grad_norm > 0:
     parts.append(optax.clip_by_global_norm(cfg.max_grad_norm))
@@ -73,7 +89,11 @@ def make_optimizer(cfg: OptimSection, total_steps: int) -> OptimizerDef:
     parts.append(optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
   if cfg.name is Optimizer.ADAMW and cfg.weight_decay > 0:
     parts.append(optax.add_decayed_weights(cfg.weight_decay))
-  return OptimizerDef(tx=optax.chain(*parts), schedule=unit_schedule(cfg, total_steps))
+  if cfg.lora_plus_ratio != 1.0:
+    parts.append(scale_lora_b(cfg.lora_plus_ratio))
+  # (plain SGD without clipping has no part: optax.chain() of nothing fails)
+  return OptimizerDef(tx=optax.chain(*parts) if parts else optax.identity(),
+                      schedule=unit_schedule(cfg, total_steps))
 
 
 def apply_updates(opt: OptimizerDef, params, opt_state, grads, step, lr, active=None):

@@ -289,3 +289,30 @@ def test_lora_checks_use_the_checkpoint_architecture(tmp_path):
 
 def test_config_projection_names_are_the_models():
   assert rlx_config.PROJECTIONS == models.config.LORA_TARGETS
+
+
+def test_lora_plus_scales_the_b_step_only():
+  """optim.lora_plus_ratio = λ: with SGD, one step moves every B by λ times what plain LoRA
+  moves it (the gradients are the same at the same parameters), and the A step is unchanged."""
+  config = models.TINY["llama"].replace(lora=LoRASpec(rank=4))
+  graphdef, params = models.init_params(config, 0)
+  # B is zero at init (dL/dA = 0): give B a value so that A has a gradient too.
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, x: x + 0.01 if any(getattr(k, "key", None) == "lora_b" for k in p) else x, params)
+  start = jax.tree.map(np.asarray, params)
+  moves = {}
+  for ratio in (1.0, 4.0):
+    cfg = rlx_config.default_config()
+    cfg.optim.name, cfg.optim.lora_plus_ratio, cfg.optim.max_grad_norm = "sgd", ratio, 0.0
+    opt = make_optimizer(rlx_config.validate(cfg).optim, 10)
+    update = sft.make_sft_update(graphdef, config, opt, micro_batch_size=0)
+    new, _ = update(init_train_state(opt, jax.tree.map(jnp.array, start), 0), _sft_batch(config),
+                    _hp())
+    moves[ratio] = {jax.tree_util.keystr(p): np.asarray(a) - b for (p, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(lora.partition(new.params)[0]),
+        jax.tree.leaves(lora.partition(jax.tree.map(jnp.asarray, start))[0]))}
+  assert any("lora_b" in k for k in moves[1.0]) and any("lora_a" in k for k in moves[1.0])
+  for k, d1 in moves[1.0].items():
+    want = 4.0 * d1 if "lora_b" in k else d1
+    np.testing.assert_allclose(moves[4.0][k], want, rtol=1e-4, atol=5e-8)  # float32 p + u - p
+    assert np.abs(d1).max() > 0, k
