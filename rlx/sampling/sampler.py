@@ -185,22 +185,29 @@ def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tu
 
 @functools.partial(
     jax.jit,
-    static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id"),
+    static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id", "share"),
     donate_argnames=("cache",))
 def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last, knobs, key, *,
-              max_new: int, greedy: bool, filtered: bool, stats: tuple[bool, bool], pad_id: int):
-  """Prefill ``tokens[B,P]`` into ``cache`` and decode up to ``max_new`` tokens per row.
+              max_new: int, greedy: bool, filtered: bool, stats: tuple[bool, bool], pad_id: int,
+              share: int = 1):
+  """Prefill ``tokens[B/share,P]`` into ``cache`` and decode up to ``max_new`` tokens per row.
 
+  ``share > 1`` (shared prefixes): the prompt rows and ``cache`` hold each group's prompt once;
+  after the prefill, the cache, the last logits and the next positions are repeated ``share``
+  times, so row ``i`` of the ``B`` decoded rows continues prompt ``i // share``.
   ``done[B]`` marks rows that must not generate (padding rows, rows not continued); ``last[B]``
   is each row's pending token (kept for rows that generate nothing).
   Returns ``(completion [B,N], logprobs [B,N], entropy, sc, lengths [B], finish [B], cache,
   next_positions [B], last [B], steps)``.
   """
   model = nnx.merge(graphdef, params)
-  b = tokens.shape[0]
+  b = done.shape[0]
   h, cache = model.hidden_states(tokens, positions, mask, cache)
   logits = model.lm_head(h[:, -1])  # [B,V]: left padding puts every row's last token at P−1
   next_pos = positions[:, -1] + mask[:, -1].astype(jnp.int32)  # an empty chunk moves nothing
+  if share > 1:
+    rep = lambda x: jnp.repeat(x, share, axis=0) if x.ndim else x
+    cache, logits, next_pos = jax.tree.map(rep, (cache, logits, next_pos))
 
   def buf(dtype):
     return jnp.zeros((b, max_new), dtype)
@@ -275,7 +282,8 @@ def _rows_from_batch(prompt_tokens, prompt_mask) -> list[np.ndarray]:
 
 def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: SamplingParams, key, *,
            buckets: Buckets = Buckets(), pad_id: int = 0, cache_dtype=jnp.float32,
-           reserve: int = 0, return_state: bool = False, mesh=None, data_axes=("data", "fsdp")):
+           reserve: int = 0, return_state: bool = False, mesh=None, data_axes=("data", "fsdp"),
+           share_prefix: bool = True):
   """Sample ``n`` completions for each prompt.
 
   Args:
@@ -290,6 +298,9 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
     reserve: extra cache slots for :func:`continue_sampling` (appended + new tokens).
     return_state: also return a :class:`SamplerState` for :func:`continue_sampling`.
     mesh: optional ``jax.sharding.Mesh``; the batch is sharded over ``data_axes``.
+    share_prefix: with ``n > 1``, prefill each prompt once and copy its KV cache to its ``n``
+      rows (when the batch bucket is a multiple of ``n``); the samples are the same as with a
+      prefill per row (``False``), at 1/n of the prefill's work.
 
   Returns:
     A :class:`Rollout` of ``B·n`` rows (and the state when ``return_state``).
@@ -298,25 +309,33 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   rows = _rows_from_batch(prompt_tokens, prompt_mask)
   if any(len(r) == 0 for r in rows):
     raise ValueError("every prompt needs at least one token (an all-padding prompt row was given)")
-  rows = [r for r in rows for _ in range(sp.n)]
-  r = len(rows)
+  r = len(rows) * sp.n
   width = Buckets.pick(buckets.prompt_lengths, max(len(x) for x in rows), "prompt length")
   bb = Buckets.pick(buckets.batch_sizes, r, "batch size")
   n_new = Buckets.pick(buckets.new_tokens, sp.max_new_tokens, "max_new_tokens")
-  rows = rows + [np.array([pad_id], np.int32)] * (bb - r)  # padding rows: one token, never sampled
+  share = sp.n if share_prefix and sp.n > 1 and bb % sp.n == 0 else 1
+  if share == 1:
+    rows = [x for x in rows for _ in range(sp.n)]
+  # Padding rows: one token, never sampled.
+  rows = rows + [np.array([pad_id], np.int32)] * (bb // share - len(rows))
   tokens, mask = _left_pad(rows, width, pad_id)
   positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
   done = np.arange(bb) >= r
   finish = np.full((bb,), LENGTH, np.int32)
   last = np.full((bb,), pad_id, np.int32)
   max_len = width + n_new + reserve
-  cache = _init_cache(graphdef, params, batch=bb, max_len=max_len, dtype=cache_dtype)
-  batch = (tokens, mask, positions, done, finish, last)
-  if mesh is not None and bb % math.prod(mesh.shape[a] for a in data_axes) == 0:
+  cache = _init_cache(graphdef, params, batch=bb // share, max_len=max_len, dtype=cache_dtype)
+  prompt, state = (tokens, mask, positions), (done, finish, last)
+  if mesh is not None:
     # Rows split over the data axes (a bucket too small to split runs replicated).
+    ways = math.prod(mesh.shape[a] for a in data_axes)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axes))
-    batch = tuple(jax.device_put(x, sharding) for x in batch)
-  out = _run(graphdef, params, cache, batch, sp, key, n_new, pad_id)
+    put = lambda xs: tuple(jax.device_put(x, sharding) for x in xs)
+    prompt = put(prompt) if (bb // share) % ways == 0 else prompt
+    state = put(state) if bb % ways == 0 else state
+  out = _run(graphdef, params, cache, prompt + state, sp, key, n_new, pad_id, share)
+  if share > 1:
+    tokens, mask = np.repeat(tokens, share, axis=0), np.repeat(mask, share, axis=0)
   rollout = _rollout(tokens, mask, out, sp, r)
   if not return_state:
     return rollout
@@ -330,12 +349,13 @@ def _state(out, rows: int, slots_used: int) -> SamplerState:
                       slots_used=slots_used)
 
 
-def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id):
+def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id, share=1):
   tokens, mask, positions, done, finish, last = batch
   return _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last,
                    _knobs(sp), key,
                    max_new=n_new, greedy=sp.greedy, filtered=sp.filtered,
-                   stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id)
+                   stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id,
+                   share=share)
 
 
 def _rollout(tokens, mask, out, sp: SamplingParams, r: int) -> Rollout:
