@@ -185,16 +185,18 @@ def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tu
 
 @functools.partial(
     jax.jit,
-    static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id", "share"),
+    static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id", "share",
+                     "new_cache"),
     donate_argnames=("cache",))
 def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last, knobs, key, *,
               max_new: int, greedy: bool, filtered: bool, stats: tuple[bool, bool], pad_id: int,
-              share: int = 1):
+              share: int = 1, new_cache: tuple | None = None):
   """Prefill ``tokens[B/share,P]`` into ``cache`` and decode up to ``max_new`` tokens per row.
 
-  ``share > 1`` (shared prefixes): the prompt rows and ``cache`` hold each group's prompt once;
-  after the prefill, the cache, the last logits and the next positions are repeated ``share``
-  times, so row ``i`` of the ``B`` decoded rows continues prompt ``i // share``.
+  ``share > 1`` (shared prefixes): the prompt rows hold each group's prompt once, prefilled into
+  a cache of ``B/share`` rows made here (``cache`` is None, ``new_cache = (max_len, dtype
+  name)``); then the cache, the last logits and the next positions are repeated ``share`` times,
+  so row ``i`` of the ``B`` decoded rows continues prompt ``i // share``.
   ``done[B]`` marks rows that must not generate (padding rows, rows not continued); ``last[B]``
   is each row's pending token (kept for rows that generate nothing).
   Returns ``(completion [B,N], logprobs [B,N], entropy, sc, lengths [B], finish [B], cache,
@@ -202,6 +204,8 @@ def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, la
   """
   model = nnx.merge(graphdef, params)
   b = done.shape[0]
+  if cache is None:
+    cache = model.init_cache(tokens.shape[0], new_cache[0], jnp.dtype(new_cache[1]))
   h, cache = model.hidden_states(tokens, positions, mask, cache)
   logits = model.lm_head(h[:, -1])  # [B,V]: left padding puts every row's last token at P−1
   next_pos = positions[:, -1] + mask[:, -1].astype(jnp.int32)  # an empty chunk moves nothing
@@ -324,7 +328,10 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   finish = np.full((bb,), LENGTH, np.int32)
   last = np.full((bb,), pad_id, np.int32)
   max_len = width + n_new + reserve
-  cache = _init_cache(graphdef, params, batch=bb // share, max_len=max_len, dtype=cache_dtype)
+  # Shared prefixes: the B/n-row prefill cache is made inside the program (a donated input of
+  # B/n rows could not hold the B-row result).
+  cache = None if share > 1 else _init_cache(graphdef, params, batch=bb, max_len=max_len,
+                                             dtype=cache_dtype)
   prompt, state = (tokens, mask, positions), (done, finish, last)
   if mesh is not None:
     # Rows split over the data axes (a bucket too small to split runs replicated).
@@ -333,7 +340,8 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
     put = lambda xs: tuple(jax.device_put(x, sharding) for x in xs)
     prompt = put(prompt) if (bb // share) % ways == 0 else prompt
     state = put(state) if bb % ways == 0 else state
-  out = _run(graphdef, params, cache, prompt + state, sp, key, n_new, pad_id, share)
+  out = _run(graphdef, params, cache, prompt + state, sp, key, n_new, pad_id, share,
+             (max_len, jnp.dtype(cache_dtype).name))
   if share > 1:
     tokens, mask = np.repeat(tokens, share, axis=0), np.repeat(mask, share, axis=0)
   rollout = _rollout(tokens, mask, out, sp, r)
@@ -349,13 +357,13 @@ def _state(out, rows: int, slots_used: int) -> SamplerState:
                       slots_used=slots_used)
 
 
-def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id, share=1):
+def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id, share=1, new_cache=None):
   tokens, mask, positions, done, finish, last = batch
   return _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last,
                    _knobs(sp), key,
                    max_new=n_new, greedy=sp.greedy, filtered=sp.filtered,
                    stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id,
-                   share=share)
+                   share=share, new_cache=new_cache if share > 1 else None)
 
 
 def _rollout(tokens, mask, out, sp: SamplingParams, r: int) -> Rollout:
