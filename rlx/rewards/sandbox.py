@@ -197,10 +197,15 @@ def _on_term(signum, frame):
     raise _Stop()
 signal.signal(signal.SIGTERM, _on_term)
 libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+# SIGTERM is held from the fork until the supervisor's loop (or the child's reset) is ready, so a
+# stop request in between is neither lost nor able to end the supervisor before its sweep.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+supervisor = os.getpid()
 child = os.fork()
 if child:
     status = None
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         while status is None:
             try:
                 _, st = os.waitpid(child, 0)
@@ -246,7 +251,11 @@ if child:
     os._exit(status)
 
 # --- The program's process.
+libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGKILL if the supervisor dies (set again below)
+if not ns and os.getppid() != supervisor:  # it died before the line above
+    os._exit(1)
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 os.setpgid(0, 0)  # its own process group: kill(0, ...) reaches only the program's processes
 if ns:
     enf["network"] = enf["pid_namespace"] = enf["signals_confined"] = True
@@ -304,7 +313,7 @@ if root and cfg["uid"]:
 elif not root:
     enf["nproc_limit"] = True
 libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGKILL if the supervisor dies (after setuid)
+libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG again: a uid change clears it
 WD = os.path.realpath(wd)
 if mode != "none" and ll_abi >= 1:
     # Landlock: writes only beneath the working directory (and /dev/null), execve only of the
