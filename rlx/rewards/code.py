@@ -83,10 +83,14 @@ def _rlx_harness(rec):
             if t not in _plain:
                 return False
             if t in _seqs or t is dict:
-                if _id(v) in seen:
+                if _id(v) in seen:  # (every object here lives inside x: ids are not reused)
                     continue
                 seen.add(_id(v))
-                stack.extend(v.items() if t is dict else v)
+                if t is dict:
+                    stack.extend(v.keys())
+                    stack.extend(v.values())
+                else:
+                    stack.extend(v)
         return True
 
     def _checked(fn, name):

@@ -114,6 +114,8 @@ for fd in range(3, 256):
     "always_equal_callable": ("class Anything:\n    def __eq__(self, other):\n        return True\n"
                               "class Add:\n    def __call__(self, a, b):\n        return Anything()\n"
                               "add = Add()\n"),
+    "always_equal_nested": ("class Anything:\n    def __eq__(self, other):\n        return True\n"
+                            "def add(a, b):\n    return {'k': [(Anything(),)]}\n"),
     "always_close": ("class Near(float):\n    def __sub__(self, o):\n        return 0.0\n"
                      "    __rsub__ = __sub__\n"
                      "def add(a, b):\n    return Near(a - b)\n"),
@@ -122,6 +124,7 @@ for fd in range(3, 256):
 ALL_TESTS = ["assert all([add(2, 3) == 5, add(-1, 1) == 0])", "assert add(1, 1) == 2"]
 MATH_TESTS = ["import math\nassert math.isclose(add(0.5, 0.25), 0.75)"]
 CLOSE_TESTS = ["assert abs(add(0.5, 0.25) - 0.75) < 1e-9"]
+NESTED_TESTS = ["assert add(2, 3) == {'k': [(5,)]}", "assert add(1, 1) == {'k': [(2,)]}"]
 
 
 def score(program, tests=TESTS, partial=False, isolation="auto"):
@@ -144,7 +147,7 @@ def test_correct_scores_one_wrong_scores_zero(isolation):
 @pytest.mark.parametrize("name", sorted(HACKS))
 def test_hack_scores_zero(name, isolation):
   tests = (ALL_TESTS if "builtin" in name else MATH_TESTS if "math" in name else
-           CLOSE_TESTS if "close" in name else TESTS)
+           CLOSE_TESTS if "close" in name else NESTED_TESTS if "nested" in name else TESTS)
   program = HACKS[name]
   assert score(program, tests, isolation=isolation) == 0.0
   assert score(program, tests, partial=True, isolation=isolation) == 0.0
@@ -229,6 +232,13 @@ def test_humaneval_style_canonical_solution_passes(tests):
   assert score(HUMANEVAL_0, tests) == 1.0
   wrong = HUMANEVAL_0.replace("distance < threshold", "distance > threshold")
   assert score(wrong, tests) == 0.0
+
+
+def test_plain_nested_results_pass():
+  nested = "def add(a, b):\n    x = {'k': [(a + b,)]}\n    return x\n"
+  assert score(nested, NESTED_TESTS) == 1.0
+  cyclic = "def add(a, b):\n    x = []\n    x.append(x)\n    return a + b if a else x\n"
+  assert score(cyclic, ["assert add(2, 3) == 5", "assert add(0, 1) is not None"]) == 1.0
 
 
 def test_ordinary_programs_still_work():
