@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -103,18 +104,26 @@ def main():
   with tempfile.TemporaryDirectory() as tmp:
     M.save_hf(tmp, CONFIG, params)
     hf = hf_model(tmp)
+    # bfloat16 decoding (sampling.dtype="bfloat16"): the same weights cast, bfloat16 compute.
+    graphdef16, _ = M.abstract(CONFIG.replace(dtype="bfloat16", param_dtype="bfloat16"))
+    params16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
     seconds, outputs = interleaved({"rlx": rlx_runner(graphdef, params, prompts),
                                     "hf": hf_runner(hf, prompts),
                                     "rlx sampled": rlx_runner(graphdef, params, prompts, False),
-                                    "hf sampled": hf_runner(hf, prompts, False)}, args.reps)
+                                    "hf sampled": hf_runner(hf, prompts, False),
+                                    "rlx bf16": rlx_runner(graphdef16, params16, prompts),
+                                    "rlx bf16 sampled": rlx_runner(graphdef16, params16, prompts,
+                                                                   False)}, args.reps)
   peak = max(peak, common.matmul_peak())
   rlx_s, hf_s = seconds["rlx"], seconds["hf"]
   agree = float(np.mean(outputs["rlx"] == outputs["hf"]))
   flops = model_flops()
   new_tokens = BATCH * NEW
   rlx_t, hf_t = seconds["rlx sampled"], seconds["hf sampled"]
+  b16, b16_t = seconds["rlx bf16"], seconds["rlx bf16 sampled"]
   rows = [("rlx sample, greedy (jit, while_loop)", rlx_s), ("HF generate, greedy (torch CPU)", hf_s),
-          ("rlx sample, temperature 1", rlx_t), ("HF generate, temperature 1", hf_t)]
+          ("rlx sample, temperature 1", rlx_t), ("HF generate, temperature 1", hf_t),
+          ("rlx sample bfloat16, greedy", b16), ("rlx sample bfloat16, temperature 1", b16_t)]
   print(f"{M.count_params(CONFIG) / 1e6:.1f}M params, batch {BATCH}, prompt {PROMPT}, {NEW} new "
         f"tokens, greedy and temperature 1; float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
   print("| engine | seconds | new tokens/s | GFLOP/s | % of peak |\n|---|---|---|---|---|")
@@ -122,7 +131,8 @@ def main():
     print(f"| {name} | {s:.2f} | {new_tokens / s:,.0f} | {flops / s / 1e9:.1f} | "
           f"{100 * flops / s / peak:.0f}% |")
   print(f"rlx / HF speed: greedy {hf_s / rlx_s:.2f}x, sampled {hf_t / rlx_t:.2f}x; greedy tokens "
-        f"identical: {100 * agree:.1f}%")
+        f"identical: {100 * agree:.1f}%; bfloat16 rlx / HF (float32): greedy {hf_s / b16:.2f}x, "
+        f"sampled {hf_t / b16_t:.2f}x")
   if args.record:
     common.append_rows(
         "## Sampling (benchmarks/sampling.py)",
@@ -134,6 +144,14 @@ def main():
          f"{flops / rlx_s / 1e9:.1f} | {peak / 1e9:.1f} | {100 * flops / rlx_s / peak:.0f}% | "
          f"{100 * agree:.1f}% | {new_tokens / rlx_t:,.0f} | {new_tokens / hf_t:,.0f} | "
          f"{hf_t / rlx_t:.2f}x |"])
+    common.append_rows(
+        "## bfloat16 decoding (benchmarks/sampling.py)",
+        "| date | commit | machine | float32 greedy tok/s | bfloat16 greedy tok/s | bf16/HF greedy | "
+        "float32 sampled tok/s | bfloat16 sampled tok/s | bf16/HF sampled |\n"
+        "|---|---|---|---|---|---|---|---|---|",
+        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | "
+         f"{new_tokens / rlx_s:,.0f} | {new_tokens / b16:,.0f} | {hf_s / b16:.2f}x | "
+         f"{new_tokens / rlx_t:,.0f} | {new_tokens / b16_t:,.0f} | {hf_t / b16_t:.2f}x |"])
 
 
 if __name__ == "__main__":

@@ -218,6 +218,9 @@ def default_config() -> ml_collections.ConfigDict:
   s.min_p = 0.0  # min-p threshold
   s.max_new_tokens = 64  # completion tokens T
   s.stop_at_eos = True  # stop a completion at the tokenizer's eos
+  s.dtype = ""  # decode in "bfloat16" (weights and compute) while the trainer keeps model.dtype
+  #              ("" = the model's); π_old is then recomputed (algo.old_logprobs=auto) and
+  #              algo.tis_cap corrects the gap, logged as sampler_trainer_logp_diff
 
   # --- rewards ------------------------------------------------------------------------------
   c.rewards = r = ml_collections.ConfigDict()
@@ -462,6 +465,7 @@ class SamplingSection:
   min_p: float
   max_new_tokens: int
   stop_at_eos: bool
+  dtype: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -867,6 +871,9 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _positive("sampling.max_new_tokens", s.get("max_new_tokens", 0), True)
   _non_negative("sampling.top_k", s.get("top_k", 0))
   _check(0 < s.get("top_p", 1) <= 1, "sampling.top_p", s.get("top_p"), "must be in (0, 1]")
+  s.setdefault("dtype", "")  # configs saved before the field existed
+  _check(s["dtype"] in ("", "float32", "bfloat16"), "sampling.dtype", s["dtype"],
+         "allowed values: '' (the model's dtype), 'float32', 'bfloat16'")
   sampling = _fields(SamplingSection, s, "sampling")
   if algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM and not algo.norm_constant:
     algo = dataclasses.replace(algo, norm_constant=float(sampling.max_new_tokens))

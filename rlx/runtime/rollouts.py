@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rlx import config as rlx_config
@@ -155,6 +156,18 @@ def rollout_to_host(rollout) -> dict[str, np.ndarray]:
   return dict(zip(fields, distributed.to_host(tuple(getattr(rollout, f) for f in fields))))
 
 
+def sampler_model(setup, params):
+  """``(graphdef, params)`` the sampler runs: the policy, or with ``sampling.dtype`` set (e.g.
+  bfloat16 decoding of a float32 trainer) the model at that dtype with its floating-point
+  parameters cast (quantised codes stay as they are)."""
+  graphdef = getattr(setup, "sampling_graphdef", None)
+  if graphdef is None:
+    return setup.graphdef, params
+  dtype = jnp.dtype(setup.run.sampling.dtype)
+  cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+  return graphdef, jax.tree.map(cast, params)
+
+
 def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
                   temperature: float | None = None,
                   prompt_buckets: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
@@ -168,7 +181,8 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
   k = len(examples)
   layout = getattr(setup, "layout", None)
   mesh = None if layout is None else layout.mesh  # rows over data × fsdp
-  rollout = sample(setup.graphdef, params, batch.prompt_tokens[:k], batch.prompt_mask[:k],
+  graphdef, params = sampler_model(setup, params)
+  rollout = sample(graphdef, params, batch.prompt_tokens[:k], batch.prompt_mask[:k],
                    sampling_params(run, setup.tokenizer, n=n, greedy=greedy,
                                    temperature=temperature), key, pad_id=setup.tokenizer.pad_id,
                    mesh=mesh)

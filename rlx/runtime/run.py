@@ -59,6 +59,7 @@ class Setup:
   lora_base: str = ""  # LoRA runs: what the frozen base is built from (checked on resume)
   base_init_from: str = ""  # checkpoint.init_from when it replaced the base (a full checkpoint)
   base_init_step: int | None = None  # ... and the step of it that was restored
+  sampling_graphdef: Any = None  # sampling.dtype set: the model at that dtype (None: graphdef)
 
 
 def _tokenizer(run):
@@ -128,12 +129,17 @@ def build(cfg, workdir: str | None) -> Setup:
     graphdef, params = lora.attach(model_config, params, run.seed, donate=True, **place)
   if adapters_from:
     params = restore_params(adapters_from, params)
+  sampling_graphdef = None
+  if run.sampling.dtype and run.sampling.dtype != model_config.dtype:
+    sampling_graphdef, _ = models.abstract(model_config.replace(dtype=run.sampling.dtype,
+                                                                param_dtype=run.sampling.dtype))
   tokenizer = _tokenizer(run)
   formatter = ChatFormat(tokenizer) if run.data.prompt_format is rlx_config.PromptFormat.CHAT \
       else PlainFormat()
   train_source, eval_source = _sources(run)
   return Setup(
       run=run, workdir=workdir, model_config=model_config, graphdef=graphdef, init_params=params,
+      sampling_graphdef=sampling_graphdef,
       tokenizer=tokenizer, formatter=formatter, train_source=train_source,
       eval_source=eval_source,
       checkpointer=None if workdir is None else Checkpointer(os.path.join(workdir, "checkpoints"),

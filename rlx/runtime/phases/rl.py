@@ -53,7 +53,8 @@ class RLPhase(Phase):
     opt = make_optimizer(run.optim, run.num_steps * algo.epochs * algo.minibatches)
     chunk, vocab = run.model.logprob_chunk, setup.model_config.vocab_size
     mc = setup.model_config
-    exact = jnp.dtype(mc.dtype) == jnp.float32 and jnp.dtype(mc.param_dtype) == jnp.float32
+    exact = (jnp.dtype(mc.dtype) == jnp.float32 and jnp.dtype(mc.param_dtype) == jnp.float32
+             and getattr(setup, "sampling_graphdef", None) is None)  # bf16 sampling is not exact
     self.prep_spec = grpo.PrepareSpec.from_config(algo, chunk, exact_sampler=exact)
     self.laser = laser.aux_from_config(algo, chunk, vocab)
     keep_ref = self.prep_spec.use_reference or needs_scorer(run) or (
