@@ -188,6 +188,8 @@ def default_config() -> ml_collections.ConfigDict:
   a.filter_lo = 0.0  # balanced: lower pass-rate bound
   a.filter_hi = 1.0  # balanced: upper pass-rate bound
   a.max_refills = 4  # filters: extra sampling rounds before training on what was kept
+  a.max_staleness = 0  # 1: sample step t+1's batch with the policy of step t and score it on
+  #                      the host while step t's update runs on the device (0: synchronous)
   a.laser_alpha = 0.0  # LaSeR auxiliary-loss weight α (0 = off; paper 0.1)
   a.laser_beta = 0.1  # LaSeR β_v in r_s = β_v·(log π(z | x, y) − c_ref)
   a.laser_tau = 0.0  # LaSeR advantage mixing τ (0 = off; paper 0.1)
@@ -421,6 +423,7 @@ class AlgoSection:
   filter_lo: float
   filter_hi: float
   max_refills: int
+  max_staleness: int = 0
   old_logprobs: str = "auto"
   laser_alpha: float = 0.0
   laser_beta: float = 0.1
@@ -796,6 +799,10 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   _check(0 <= a.get("filter_lo", 0) <= a.get("filter_hi", 1) <= 1, "algo.filter_lo",
          (a.get("filter_lo"), a.get("filter_hi")), "need 0 <= filter_lo <= filter_hi <= 1")
   _non_negative("algo.max_refills", a.get("max_refills", 0))
+  a.setdefault("max_staleness", 0)
+  _check(a["max_staleness"] in (0, 1), "algo.max_staleness", a["max_staleness"],
+         "allowed values: 0 (synchronous) or 1 (the next batch is sampled by the policy before "
+         "this step's update; on one device a deeper pipeline overlaps nothing more)")
   a.setdefault("old_logprobs", "auto")  # configs saved before the field existed
   _check(a["old_logprobs"] in OLD_LOGPROBS, "algo.old_logprobs", a["old_logprobs"],
          f"allowed values: {_allowed(OLD_LOGPROBS)}")

@@ -21,6 +21,8 @@ SHORT = {"num_steps": 100, "eval.every_steps": 0, "eval.num_examples": 256,
 RL_CONFIGS = ["grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp",
               "reinforce_pp_baseline", "remax", "ppo"]
 README_EXAMPLE = ("dapo", {"algo.eps_high": 0.28})  # README: --config.algo.eps_high=0.28
+# Bounded staleness 1 (each batch sampled by the policy one update behind) still learns.
+STALE = ("grpo", {"algo.max_staleness": 1})
 
 
 def override(cfg, overrides):
@@ -53,8 +55,10 @@ OTHERS = [("sft", {"num_steps": 300}), ("rejection_sft", {}),
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,extra", [(n, {}) for n in RL_CONFIGS] + [README_EXAMPLE] + OTHERS,
-                         ids=RL_CONFIGS + ["readme_dapo", "sft", "rejection_sft", "iterative_dpo"])
+@pytest.mark.parametrize("name,extra",
+                         [(n, {}) for n in RL_CONFIGS] + [README_EXAMPLE, STALE] + OTHERS,
+                         ids=RL_CONFIGS + ["readme_dapo", "grpo_max_staleness_1", "sft",
+                                           "rejection_sft", "iterative_dpo"])
 def test_config_raises_held_out_accuracy(name, extra, shared_cache, tmp_path):
   cfg = override(load(name), {**SHORT, **extra, "warm_start.cache_dir": shared_cache,
                               "logging.stdout": False})

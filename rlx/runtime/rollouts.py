@@ -201,18 +201,23 @@ class Collected:
 
 
 def score_groups(setup, params, examples, reward_fn: RewardFn, key, step: int, *, n: int,
-                 greedy_baseline: bool = False) -> tuple[Trajectory, Scored, list[str]]:
+                 greedy_baseline: bool = False, on_sampled=None
+                 ) -> tuple[Trajectory, Scored, list[str]]:
   """Sample ``n`` completions per example and score them: ``(trajectory, scored, texts)``.
   ``greedy_baseline``: also score one greedy completion per prompt (ReMax's baseline, in
-  ``aux["greedy_rewards"]``)."""
+  ``aux["greedy_rewards"]``). ``on_sampled()`` runs once the samples are on the host, before
+  they are scored (the asynchronous loop dispatches the previous batch's update there)."""
   data = sample_groups(setup, params, examples, key, n=n)
+  if greedy_baseline:
+    greedy = sample_groups(setup, params, examples, jax.random.fold_in(key, 1000), n=1,
+                           greedy=True)
+  if on_sampled is not None:
+    on_sampled()
   rows_examples = [ex for ex in examples for _ in range(n)]
   texts = decode(setup.tokenizer, data["completion_tokens"], data["lengths"])
   scored = reward_fn(rows_examples, texts, data, step)
   aux = {"verifier_rewards": scored.raw}
   if greedy_baseline:
-    greedy = sample_groups(setup, params, examples, jax.random.fold_in(key, 1000), n=1,
-                           greedy=True)
     g_scored = reward_fn(examples, decode(setup.tokenizer, greedy["completion_tokens"],
                                           greedy["lengths"]), greedy, step)
     aux["greedy_rewards"] = np.repeat(g_scored.scores, n)
@@ -222,9 +227,10 @@ def score_groups(setup, params, examples, reward_fn: RewardFn, key, step: int, *
 
 
 def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: GroupFilter,
-            filter_state, key, step: int) -> Collected:
+            filter_state, key, step: int, on_sampled=None) -> Collected:
   """Sample, score, filter and refill one step's groups (docs/algorithms.md §11); the kept
-  groups as a :class:`Trajectory` padded to ``algo.batch_size`` rows."""
+  groups as a :class:`Trajectory` padded to ``algo.batch_size`` rows. ``on_sampled()``: called
+  once, when the first round's samples reach the host (``score_groups``)."""
   algo = setup.run.algo
   metrics: dict[str, Any] = {}
   remax = algo.estimator is rlx_config.core.AdvantageEstimator.REMAX
@@ -233,7 +239,8 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
     examples = next(example_iter)
     traj, scored, texts = score_groups(setup, params, examples, reward_fn,
                                        jax.random.fold_in(key, round_index), step,
-                                       n=algo.group_size, greedy_baseline=remax)
+                                       n=algo.group_size, greedy_baseline=remax,
+                                       on_sampled=on_sampled if round_index == 0 else None)
     if round_index == 0:
       metrics.update(scored.metrics)
       metrics["sample/text"] = sample_text(examples[0].prompt, texts[0])

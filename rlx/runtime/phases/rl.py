@@ -72,6 +72,8 @@ class RLPhase(Phase):
                                self.ref_params, chunk) if needs_scorer(run) else None
     self.reward_fn = rollouts.RewardFn(run, self.scorer, decode=setup.tokenizer.decode)
     self.base_key = jax.random.PRNGKey(run.seed)
+    self.pending = None  # (Collected, host metrics) of the next step, drawn ahead
+    self._before_pending = None
 
   def _critic(self, params):
     """PPO's value network, initialised from the policy's backbone (None for the GRPO family).
@@ -105,11 +107,19 @@ class RLPhase(Phase):
   def checkpoint_items(self):
     return {"train": self.state, "ref": self.ref_params}
 
-  def host_state(self):
+  def _drawn_state(self):
+    """The host state the prompt stream, the filter and the reward have consumed up to."""
     return {"data": self.examples.get_state(), "filter": self.filter_state,
-            "kl_beta": np.asarray(self.kl_state.beta), "reward": self.reward_fn.state_dict()}
+            "reward": self.reward_fn.state_dict()}
+
+  def host_state(self):
+    # A batch drawn ahead (max_staleness=1) is not trained on yet: a checkpoint records the
+    # stream as it was before it, and a resume draws it again (with the restored policy).
+    drawn = self._before_pending if self.pending is not None else self._drawn_state()
+    return {**drawn, "kl_beta": np.asarray(self.kl_state.beta)}
 
   def restore(self, items, host):
+    self.pending = None
     self.state, self.ref_params = items["train"], items["ref"]
     if self.scorer is not None:
       self.scorer.reference_params = self.ref_params
@@ -119,21 +129,50 @@ class RLPhase(Phase):
     self.reward_fn.load_state_dict(host.get("reward"))
 
   # --- stepping ------------------------------------------------------------------------------
-  def step(self, step: int):
+  def _collect(self, params, step: int, on_sampled=None):
+    """Sample, score, filter and refill step ``step``'s batch with ``params``."""
     key = jax.random.fold_in(self.base_key, self.step_offset + step)
     if self.scorer is not None:
-      self.scorer.bind(self.state.params)
-    got = rollouts.collect(self.setup, sampling_params(self.setup, self.state.params),
-                           self.examples, self.reward_fn, self.group_filter, self.filter_state,
-                           key, step)
+      self.scorer.bind(params)
+    got = rollouts.collect(self.setup, sampling_params(self.setup, params), self.examples,
+                           self.reward_fn, self.group_filter, self.filter_state, key, step,
+                           on_sampled=on_sampled)
     self.filter_state = got.filter_state
     host_metrics = got.metrics
     record = getattr(self.examples, "record", None)  # a staged curriculum advances
     if record is not None:
       host_metrics = {**host_metrics, **record(got.metrics.get("filter/mean_p", 0.0))}
+    return got, host_metrics
+
+  def _draw_ahead(self, step: int) -> bool:
+    """max_staleness=1: draw step ``step + 1``'s batch now, unless a checkpoint (or the end)
+    follows this step, so that every scheduled checkpoint has nothing drawn ahead."""
+    nxt = step + 1
+    return bool(self.run.algo.max_staleness) and nxt < self.num_steps and not self.save_due(nxt)
+
+  def step(self, step: int):
+    if self.pending is not None:  # drawn during the previous step (max_staleness=1)
+      (got, host_metrics), self.pending = self.pending, None
+    else:
+      got, host_metrics = self._collect(self.state.params, step)
     if got.empty:  # the filter kept no group even after refills: no update
       return {}, host_metrics
-    return self.train(got.traj), host_metrics
+    if not self._draw_ahead(step):
+      return self.train(got.traj), host_metrics
+    # Bounded staleness 1: the next batch is sampled by this step's policy (a snapshot: the
+    # update donates the state), and this batch's update is dispatched as soon as those samples
+    # reach the host, so the device runs the update while the host scores them. The sampler's
+    # log-probs are the behaviour policy's: the ratio (old_logprobs="sampler") or TIS corrects.
+    done = {}
+
+    def dispatch():
+      if "metrics" not in done:
+        done["metrics"] = self.train(got.traj)
+
+    self._before_pending = self._drawn_state()
+    self.pending = self._collect(frozen_copy(self.state.params), step + 1, on_sampled=dispatch)
+    dispatch()  # (a no-op when the hook already ran)
+    return done["metrics"], host_metrics
 
   def train(self, traj):
     """Prepare (old/ref log-probs, KL, advantages), LaSeR's inputs, the update (compiled)."""
