@@ -131,7 +131,8 @@ def main():
   print(header)
   print("\n".join(table))
   if not args.no_record:
-    append_rows("## LoRA vs full fine-tuning GRPO (quickstart task)", header, table)
+    append_rows("## LoRA vs full fine-tuning GRPO, quickstart of 2026-12-07 (benchmarks/lora_learning.py)",
+                header, table)
 
 
 if __name__ == "__main__":
