@@ -12,6 +12,8 @@ the same global values to the compiled steps (docs/scaling.md).
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,7 +171,7 @@ class RLPhase(Phase):
       if "metrics" not in done:
         done["metrics"] = self.train(got.traj)
 
-    self._before_pending = self._drawn_state()
+    self._before_pending = copy.deepcopy(self._drawn_state())  # (a reward may return its own)
     self.pending = self._collect(frozen_copy(self.state.params), step + 1, on_sampled=dispatch)
     dispatch()  # (a no-op when the hook already ran)
     return done["metrics"], host_metrics
