@@ -95,13 +95,14 @@ def _run_until(cmd, env, kill_when, timeout=120):
 
 
 def _records(workdir):
-  """{(step, kind): record without time_s}; asserts no (step, kind) appears twice."""
+  """{(step, kind): record without time_s and compile/* (what this process spent, not what
+  the run computed)}; asserts no (step, kind) appears twice."""
   out = {}
   for r in read_metrics(os.path.join(workdir, "metrics.jsonl")):
     kind = "eval" if any(k.startswith("eval/") for k in r) else "train"
     key = (r["step"], kind)
     assert key not in out, f"step {r['step']} ({kind}) logged twice"
-    out[key] = {k: v for k, v in r.items() if k != "time_s"}
+    out[key] = {k: v for k, v in r.items() if k != "time_s" and not k.startswith("compile/")}
   return out
 
 

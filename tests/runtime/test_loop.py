@@ -52,11 +52,22 @@ def run_algo(algo, tmp_path):
   return steps
 
 
+def test_compile_stats_count_new_programs():
+  import jax
+  import jax.numpy as jnp
+  from rlx.runtime.metrics import compile_stats
+  before = compile_stats()
+  jax.jit(lambda x: jnp.sin(x) * 3.25 + before["programs"])(jnp.ones(7)).block_until_ready()
+  after = compile_stats()
+  assert after["programs"] >= before["programs"] + 1 and after["seconds"] > before["seconds"]
+
+
 def test_grpo_loop_two_steps(tmp_path):
   steps = run_algo("grpo", tmp_path)
   assert "kl" in steps[0] and "reward/correct" in steps[0]
-  # Compilation is counted: everything compiles by the first step, nothing again in the second.
-  assert steps[0]["compile/programs"] > 5 and steps[0]["compile/seconds"] > 0
+  # Compilation is counted (in a test process other tests may have compiled these programs
+  # already, so the first step's count can be small): nothing compiles again in the second step.
+  assert steps[0]["compile/programs"] >= 0 and steps[0]["compile/seconds"] >= 0
   assert steps[1]["compile/programs"] == steps[0]["compile/programs"]
   # π_old is the sampler's (float32 model, algo.old_logprobs="auto"): no recomputed-vs-sampler gap
   assert "sampler_trainer_logp_diff" not in steps[0]
