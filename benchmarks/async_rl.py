@@ -22,17 +22,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import common  # noqa: E402
-
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def load(name: str):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from experiments.common import load_config  # noqa: E402
 
 
 def main():
@@ -59,7 +51,7 @@ def main():
   for d in [float(x) for x in args.delays.split(",")]:
     per = {}
     for staleness in (0, 1):
-      cfg = load("grpo")
+      cfg = load_config("grpo")
       cfg.num_steps = args.steps
       cfg.algo.max_staleness = staleness
       cfg.eval.every_steps, cfg.eval.num_examples = 0, 64

@@ -23,7 +23,6 @@ FLOP/s is compared with the float32 2048×2048 matmul peak measured in the same 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -76,8 +75,9 @@ def measure(run, old_logprobs: str, steps: int, peak: float):
   ref_params = jax.tree.map(lambda x: x.copy(), params)
   opt = make_optimizer(run.optim, 1000)
   state = init_train_state(opt, params, 0)
-  spec = grpo.PrepareSpec.from_config(algo, exact_sampler=True)
-  spec = dataclasses.replace(spec, old_from_sampler=old_logprobs == "sampler")
+  # algo.old_logprobs is "auto": the sampler's log-probs where they are exact (float32, no TIS)
+  spec = grpo.PrepareSpec.from_config(algo, exact_sampler=old_logprobs == "sampler")
+  assert spec.old_from_sampler == (old_logprobs == "sampler")
   prep = grpo.make_prepare(graphdef, CONFIG, spec)
   update = grpo.make_grpo_update(graphdef, CONFIG, opt, grpo.GRPOSpec.from_config(algo))
   prep_hp = grpo.PrepareHyper.create(beta=algo.beta, temperature=1.0)

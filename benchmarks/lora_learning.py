@@ -21,17 +21,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # noqa
 
 from benchmarks.common import append_rows, git_commit, machine, today  # noqa: E402
+from experiments.common import load_config  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def _quickstart():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("quickstart",
-                                                os.path.join(ROOT, "configs", "quickstart.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _dir_bytes(path: str) -> int:
@@ -45,7 +36,7 @@ def _last_step_bytes(workdir: str) -> int:
 
 
 def _config(seed: int, steps: int):
-  cfg = _quickstart()
+  cfg = load_config("quickstart")
   cfg.seed = seed
   cfg.num_steps = steps
   cfg.logging.stdout = False
@@ -121,7 +112,7 @@ def main():
     table.append(f"| {r['seed']} | {label} (lr {r['lr']:g}) | {g0:.3f} → {g1:.3f} "
                  f"({g1 - g0:+.3f}) | {s0:.3f} → {s1:.3f} | {r['wall']:.0f} s | "
                  f"{r['ckpt'] / 1e3:.0f} kB |")
-  sft = _quickstart().warm_start
+  sft = load_config("quickstart").warm_start
   header = (f"{args.steps} GRPO steps from the quickstart's SFT checkpoint ({sft.sft_steps} steps "
             f"on {sft.num_examples or 'all'} demonstrations), LoRA "
             f"(alpha = 2 × rank) on every projection vs every parameter; "

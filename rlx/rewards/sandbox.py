@@ -575,18 +575,14 @@ def _kill_tree(proc: subprocess.Popen, uid: int | None):
       pass
   if uid:  # anything left running under the run's private uid (it owns nothing else)
     for _ in range(100):
-      left = False
-      for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-          continue
-        try:
-          if os.stat(f"/proc/{pid}").st_uid == uid:
-            os.kill(int(pid), signal.SIGKILL)
-            left = True
-        except (OSError, ProcessLookupError):
-          pass
+      left = _uid_pids(uid)
       if not left:
         break
+      for pid in left:
+        try:
+          os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+          pass
       time.sleep(0.01)
 
 
@@ -625,7 +621,7 @@ def run_python(code: str, *, stdin: str = "", config: SandboxConfig = SandboxCon
     if harness is not None:
       cfg["harness"], cfg["record_fd"] = harness, rec_w
     if not root:  # RLIMIT_NPROC counts all processes of this uid: leave room for the existing ones
-      cfg["limits"]["nproc"] = config.max_processes + _count_user_processes(os.getuid())
+      cfg["limits"]["nproc"] = config.max_processes + len(_uid_pids(os.getuid()))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": wd, "TMPDIR": wd}
     python = config.python or _default_python()
     proc = subprocess.Popen(
@@ -728,15 +724,17 @@ def _parse_status(raw: bytes) -> dict:
   return info
 
 
-def _count_user_processes(uid: int) -> int:
-  n = 0
+def _uid_pids(uid: int) -> list[int]:
+  """The pids of every process owned by ``uid`` (as /proc shows them)."""
+  pids = []
   for pid in os.listdir("/proc"):
     if pid.isdigit():
       try:
-        n += os.stat(f"/proc/{pid}").st_uid == uid
+        if os.stat(f"/proc/{pid}").st_uid == uid:
+          pids.append(int(pid))
       except OSError:
         pass
-  return n
+  return pids
 
 
 @functools.lru_cache(maxsize=None)
