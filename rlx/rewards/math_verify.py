@@ -20,6 +20,7 @@ separators (``1,000``, ``10{,}000``); ``x=3`` → ``3``. ``math_equal``, in orde
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import math
 import os
@@ -215,12 +216,37 @@ _POLL_S = 0.005
 _WATCH = threading.Condition()
 _WATCHED: dict[int, tuple[int | None, float]] = {}  # thread id -> (CPU clock id, deadline)
 _WATCHER: list[threading.Thread] = []
+_GC_HOLDERS: set[int] = set()  # threads in a limited call (automatic gc is off while any is)
+_GC_WAS_ON = [True]  # whether automatic gc was on when the first of them started
 
 
 def _reset_after_fork():
   global _WATCH, _WATCHED
   _WATCH, _WATCHED = threading.Condition(), {}
   _WATCHER.clear()
+  if _GC_HOLDERS and _GC_WAS_ON[0]:
+    gc.enable()
+  _GC_HOLDERS.clear()
+
+
+def _hold_gc(tid: int, on: bool) -> None:
+  """Automatic garbage collection is off while any limited call runs (call under ``_WATCH``).
+
+  A collection triggered by the watched thread's allocations runs the process's gc callbacks
+  (JAX registers one) in that thread, and an interrupt delivered inside one is swallowed there
+  as an "Exception ignored" report and cuts the callback short. Cycles made meanwhile are
+  collected at the next automatic collection after the last limited call ends. Idempotent, so
+  that ``_unwatch`` can repeat it after an interrupt lands halfway through.
+  """
+  if on:
+    if not _GC_HOLDERS:
+      _GC_WAS_ON[0] = gc.isenabled()
+      gc.disable()
+    _GC_HOLDERS.add(tid)
+  else:
+    _GC_HOLDERS.discard(tid)
+    if not _GC_HOLDERS and _GC_WAS_ON[0]:
+      gc.enable()
 
 
 if hasattr(os, "register_at_fork"):
@@ -267,6 +293,7 @@ def _unwatch(tid: int) -> None:
       with _WATCH:
         _WATCHED.pop(tid, None)
         _async_raise(tid, None)  # an interrupt scheduled but not yet delivered
+        _hold_gc(tid, False)  # after: a collection from here on runs callbacks uninterrupted
       return
     except _Interrupt:  # delivered while unwatching: unwatch again
       pass
@@ -296,6 +323,7 @@ def call_with_cpu_limit(fn, *args, seconds: float):
     try:
       clock = _thread_clock(tid)
       with _WATCH:
+        _hold_gc(tid, True)
         _WATCHED[tid] = (clock, _clock_now(clock) + seconds)
         _WATCH.notify_all()
       return fn(*args)

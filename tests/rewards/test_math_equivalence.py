@@ -81,6 +81,37 @@ def test_cpu_limit_interrupts_python_work_in_a_worker_thread():
   assert 0.2 <= out["cpu"] < 1.0 and out["after"] == 499500
 
 
+def test_no_gc_callback_runs_inside_a_limited_call_and_gc_is_restored_after():
+  # JAX registers a gc callback; an interrupt delivered inside one was swallowed as an
+  # "Exception ignored" report (a flaky CI failure): collections wait until the call ends
+  import gc
+
+  from rlx.rewards import math_verify
+  seen = []
+
+  def cb(phase, info):
+    if threading.get_ident() in math_verify._WATCHED:
+      seen.append(phase)
+
+  gc.callbacks.append(cb)
+  try:
+    def churn():
+      for _ in range(20_000):
+        a = []
+        a.append(a)  # cyclic garbage: would trigger automatic collections
+      while True:
+        pass
+    with pytest.raises(CpuTimeExceeded):
+      call_with_cpu_limit(churn, seconds=0.1)
+    assert not seen and gc.isenabled()
+    gc.disable()
+    call_with_cpu_limit(sum, range(10), seconds=0.1)
+    assert not gc.isenabled()  # a caller's choice is kept
+    gc.enable()
+  finally:
+    gc.callbacks.remove(cb)
+
+
 def test_cpu_limit_counts_cpu_time_not_waiting():
   # 0.5 s asleep under a 0.1 s limit: no CPU used, so no interrupt (a wall-clock limit would fire)
   assert call_with_cpu_limit(lambda: time.sleep(0.5) or "done", seconds=0.1) == "done"
