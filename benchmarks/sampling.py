@@ -1,7 +1,8 @@
 """Decode throughput of rlx.sampling against Hugging Face ``generate`` on the same weights.
 
-    python benchmarks/sampling.py            # print the table
-    python benchmarks/sampling.py --record   # also append a row to docs/benchmarks.md
+    python benchmarks/sampling.py            # both workloads, print the tables
+    python benchmarks/sampling.py --record   # also append rows to docs/benchmarks.md
+    python benchmarks/sampling.py --workload longtail --reps 3
 
 The reference model of PERFORMANCE.md: Llama-style, vocab 8192, d 384, 6 layers, 6 heads, 2 kv
 heads, tied embeddings (12.6M parameters); batch 32, prompt 64, 128 new tokens, no stop token
@@ -10,6 +11,16 @@ token) and sampled at temperature 1 with no filter (what an RL rollout does). Th
 transformers (PyTorch CPU, float32, eager attention off: its default SDPA), so both run the same
 model. Each side is timed end to end (prefill + decode), warmed up, then the two are run in turn
 ``--reps`` times so that both see the same background load; medians are reported.
+
+The long-tail workload (``--workload longtail``) is a GRPO sampling batch: 16 prompts × 8
+samples of prompt 64, up to 512 new tokens, sampled at temperature 1, with ``LONGTAIL_STOPS``
+stop ids. The random model's next token is near uniform, so each step stops a row with
+probability ≈ 128/8192 and lengths are geometric (mean ≈ 64, a few rows run to several hundred
+tokens): the static batch steps until its longest row ends, continuous batching
+(``decode_slots``) refills a row as soon as its sample ends. Measured as useful new tokens/s
+(tokens up to and including each row's stop token), for rlx static, rlx continuous (shared
+prefixes in both) and HF ``generate`` (stops at the same ids; a finished row is padded until
+the longest ends, like the static batch).
 FLOPs count what a KV-cache decoder must do: ``flops_per_token(config, context)`` for every
 prompt and generated token with its mean attended length; the machine's float32 matmul peak is
 measured in the same run.
@@ -92,13 +103,89 @@ def interleaved(runners: dict, reps: int) -> tuple[dict, dict]:
   return {name: float(np.median(t)) for name, t in times.items()}, outputs
 
 
+LONGTAIL = dict(prompts=16, n=8, prompt=64, new=512)
+LONGTAIL_STOPS = tuple(range(8192 - 128, 8192))  # 128 of 8192 ids: P(stop) ≈ 1/64 a step
+LONGTAIL_SLOTS = (32, 64)
+
+
+def _useful(tokens: np.ndarray) -> np.ndarray:
+  """Per-row new tokens up to and including the first stop id (all of them if none)."""
+  stop = np.isin(tokens, LONGTAIL_STOPS)
+  first = np.where(stop.any(1), stop.argmax(1) + 1, tokens.shape[1])
+  return first
+
+
+def longtail(graphdef, params, hf, reps: int, record: bool):
+  w = LONGTAIL
+  prompts = np.random.default_rng(1).integers(3, 8192 - 128, (w["prompts"], w["prompt"]))
+  prompts = prompts.astype(np.int32)
+  mask = np.ones_like(prompts)
+  sp = SamplingParams(temperature=1.0, max_new_tokens=w["new"], n=w["n"],
+                      stop_token_ids=LONGTAIL_STOPS)
+  rows = w["prompts"] * w["n"]
+  buckets = Buckets(prompt_lengths=(w["prompt"],), batch_sizes=(w["prompts"], rows) + LONGTAIL_SLOTS,
+                    new_tokens=(w["new"],))
+
+  def rlx(slots):
+    def run():
+      r = sample(graphdef, params, prompts, mask, sp, jax.random.key(0), buckets=buckets,
+                 decode_slots=slots)
+      return np.asarray(r.lengths)
+    return run
+
+  def hf_run():
+    import torch
+    ids = torch.tensor(np.repeat(prompts, w["n"], axis=0))
+    torch.manual_seed(0)
+    with torch.no_grad():
+      out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=w["new"],
+                        do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                        eos_token_id=list(LONGTAIL_STOPS), pad_token_id=0)
+    return _useful(out[:, w["prompt"]:].numpy())
+
+  runners = {"rlx static": rlx(0)} | {f"rlx continuous, {s} slots": rlx(s) for s in LONGTAIL_SLOTS}
+  runners["HF generate"] = hf_run
+  seconds, lengths = interleaved(runners, reps)
+  static = lengths["rlx static"]
+  for name in runners:
+    if name.startswith("rlx"):  # the same samples whatever the slots (tests/sampling)
+      assert np.array_equal(lengths[name], static), name
+  print(f"\nlong-tail GRPO batch: {w['prompts']} prompts × {w['n']}, prompt {w['prompt']}, up to "
+        f"{w['new']} new tokens, temperature 1; rlx lengths mean {static.mean():.0f}, median "
+        f"{np.median(static):.0f}, p90 {np.percentile(static, 90):.0f}, max {static.max()} "
+        f"(HF: mean {lengths['HF generate'].mean():.0f}, max {lengths['HF generate'].max()})")
+  print("| engine | seconds | useful new tokens/s | vs HF |\n|---|---|---|---|")
+  hf_rate = lengths["HF generate"].sum() / seconds["HF generate"]
+  table = []
+  for name, s in seconds.items():
+    rate = lengths[name].sum() / s
+    table.append((name, s, rate, rate / hf_rate))
+    print(f"| {name} | {s:.2f} | {rate:,.0f} | {rate / hf_rate:.2f}x |")
+  if record:
+    common.append_rows(
+        "## Long-tail GRPO sampling (benchmarks/sampling.py --workload longtail)",
+        "| date | commit | machine | engine | lengths mean / p90 / max | seconds | "
+        "useful tok/s | vs HF |\n|---|---|---|---|---|---|---|---|",
+        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | {name} | "
+         f"{(lengths[name].mean()):.0f} / {np.percentile(lengths[name], 90):.0f} / "
+         f"{lengths[name].max()} | {s:.2f} | {rate:,.0f} | {x:.2f}x |"
+         for name, s, rate, x in table])
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--reps", type=int, default=5)
   parser.add_argument("--record", action="store_true")
+  parser.add_argument("--workload", choices=("reference", "longtail", "all"), default="all")
   args = parser.parse_args()
 
   graphdef, params = M.init_params(CONFIG, seed=0)
+  if args.workload != "reference":
+    with tempfile.TemporaryDirectory() as tmp:
+      M.save_hf(tmp, CONFIG, params)
+      longtail(graphdef, params, hf_model(tmp), args.reps, args.record)
+    if args.workload == "longtail":
+      return
   prompts = np.random.default_rng(0).integers(3, CONFIG.vocab_size, (BATCH, PROMPT)).astype(np.int32)
   peak = common.matmul_peak()
   with tempfile.TemporaryDirectory() as tmp:

@@ -223,6 +223,8 @@ def default_config() -> ml_collections.ConfigDict:
   s.dtype = ""  # decode in "bfloat16" (weights and compute) while the trainer keeps model.dtype
   #              ("" = the model's); π_old is then recomputed (algo.old_logprobs=auto) and
   #              algo.tis_cap corrects the gap, logged as sampler_trainer_logp_diff
+  s.decode_slots = 0  # > 0: continuous batching through this many decode rows (a row whose
+  #                     sample ends takes the next); same samples as 0 (one static batch)
 
   # --- rewards ------------------------------------------------------------------------------
   c.rewards = r = ml_collections.ConfigDict()
@@ -469,6 +471,7 @@ class SamplingSection:
   max_new_tokens: int
   stop_at_eos: bool
   dtype: str = ""
+  decode_slots: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -881,6 +884,8 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   s.setdefault("dtype", "")  # configs saved before the field existed
   _check(s["dtype"] in ("", "float32", "bfloat16"), "sampling.dtype", s["dtype"],
          "allowed values: '' (the model's dtype), 'float32', 'bfloat16'")
+  s.setdefault("decode_slots", 0)
+  _non_negative("sampling.decode_slots", s["decode_slots"])
   sampling = _fields(SamplingSection, s, "sampling")
   if algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM and not algo.norm_constant:
     algo = dataclasses.replace(algo, norm_constant=float(sampling.max_new_tokens))

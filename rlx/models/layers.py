@@ -276,7 +276,8 @@ class Attention(nnx.Module):
       inv_freq: [E/2] RoPE inverse frequencies.
       kv: cached (keys, values), each [B, K, T, E], or None (then T = S and the keys are the
         new tokens themselves).
-      index: int32 scalar, slot of the first new token in the cache (ignored without cache).
+      index: int32 scalar, slot of the first new token in the cache, or [B] per row (ignored
+        without cache).
 
     Returns:
       ([B, S, D] output, updated (keys, values) or None).
@@ -292,9 +293,8 @@ class Attention(nnx.Module):
     v = v.transpose(0, 2, 1, 3)
     if kv is not None:
       k_cache, v_cache = kv
-      start = (0, 0, index, 0)
-      k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
-      v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+      k = write_slots(k_cache, k, index, axis=2)
+      v = write_slots(v_cache, v, index, axis=2)
       kv = (k, v)
     q = (q * jnp.asarray(self.scale, q.dtype)).reshape(b, s, self.n_kv_heads, -1, q.shape[-1])
     out = _attend(q, k.astype(self.dtype), v.astype(self.dtype), mask, self.logit_cap)
@@ -320,6 +320,19 @@ def _attend(q, k, v, mask, cap):
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype).reshape(b, kh, g * s, -1)
   out = jnp.einsum("bkqt,bkte->bkqe", probs, v)
   return out.reshape(b, kh, g, s, e).transpose(0, 3, 1, 2, 4)
+
+
+def write_slots(buf: Array, x: Array, index, axis: int) -> Array:
+  """``buf`` with ``x`` written at ``index`` along ``axis`` (dim 0 is the batch): one
+  ``dynamic_update_slice`` for a scalar index (in place in a loop-carried or donated buffer), or
+  a per-row one (a scatter) where ``index`` is [B]."""
+  def one(b, v, i, ax):
+    start = [0] * b.ndim
+    start[ax] = i
+    return jax.lax.dynamic_update_slice(b, v.astype(b.dtype), start)
+  if jnp.ndim(index) == 0:
+    return one(buf, x, index, axis)
+  return jax.vmap(lambda b, v, i: one(b, v, i, axis - 1))(buf, x, index)
 
 
 class MLP(nnx.Module):

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from rlx.models.config import ModelConfig, rope_inv_freq
-from rlx.models.layers import DecoderLayer, KeySeq, RMSNorm, param, softcap
+from rlx.models.layers import DecoderLayer, KeySeq, RMSNorm, param, softcap, write_slots
 from rlx.models import sharding
 from rlx.models.sharding import DEFAULT_RULES, param_shardings
 
@@ -39,7 +39,8 @@ class KVCache:
     mask: [B, T] bool, True for slots holding a real (non-padding) token.
     positions: [B, T] int32, the RoPE position of the token in each slot (sliding windows are
       measured in positions, so padding slots left by a continuation never shrink a window).
-    index: int32 scalar, the next slot to write.
+    index: int32 scalar, the next slot to write; or [B] int32, each row's own next slot (a
+      continuously batched decode, where rows start and end at different times).
   """
 
   k: tuple[Array, ...]
@@ -57,15 +58,17 @@ def attention_masks(s: int, kv_mask: Array, start, windows, q_pos: Array, kv_pos
   """Boolean attention masks [B, S, T] for each distinct window size in `windows`.
 
   s: number of new tokens S; kv_mask: [B, T] validity of every key slot (the new tokens'
-  attention mask already written in); start: slot of the first new token; q_pos: [B, S] and
+  attention mask already written in); start: slot of the first new token (a scalar, or [B]
+  per row); q_pos: [B, S] and
   kv_pos: [B, T] RoPE positions of the queries and of every key slot. Query i sits in slot
   start + i and sees valid slots t <= start + i (causality follows slot order), and, for a
   sliding-window layer of size W, only keys with q_pos − k_pos < W (the Hugging Face convention,
   measured in positions: gaps of padding slots do not count).
   """
-  q_slot = start + jnp.arange(s, dtype=jnp.int32)[:, None]  # [S, 1]
+  q_slot = jnp.asarray(start, jnp.int32)[..., None, None] + jnp.arange(s, dtype=jnp.int32)[:, None]
   k_slot = jnp.arange(kv_mask.shape[1], dtype=jnp.int32)[None, :]  # [1, T]
-  causal = (k_slot <= q_slot)[None] & kv_mask[:, None, :]  # [B, S, T]
+  causal = k_slot <= q_slot  # [S, T], or [B, S, T] with per-row starts
+  causal = (causal if causal.ndim == 3 else causal[None]) & kv_mask[:, None, :]  # [B, S, T]
   out = {}
   for w in windows:
     out[w] = causal if w is None else causal & (kv_pos[:, None, :] > q_pos[:, :, None] - w)
@@ -112,7 +115,8 @@ class Decoder(nnx.Module):
       positions: [B, S] int32 RoPE positions (for left padding, 0 at the first real token).
       attention_mask: [B, S], 1 for real tokens and 0 for padding.
       cache: None for a plain causal pass over the S tokens; otherwise the tokens are written
-        at slots [index, index + S) and attend causally to every valid slot.
+        at slots [index, index + S) (per row where ``cache.index`` is [B]) and attend causally
+        to every valid slot.
 
     Returns:
       (h [B, S, D] in the compute dtype, updated cache or None).
@@ -123,8 +127,8 @@ class Decoder(nnx.Module):
     if cache is None:
       kv_mask, kv_pos, start = new_mask, positions, 0
     else:
-      kv_mask = jax.lax.dynamic_update_slice(cache.mask, new_mask, (0, cache.index))
-      kv_pos = jax.lax.dynamic_update_slice(cache.positions, positions, (0, cache.index))
+      kv_mask = write_slots(cache.mask, new_mask, cache.index, axis=1)
+      kv_pos = write_slots(cache.positions, positions, cache.index, axis=1)
       start = cache.index
     windows = sorted({c.layer_window(i) for i in range(c.n_layers)}, key=lambda w: w or 0)
     masks = attention_masks(tokens.shape[1], kv_mask, start, windows, positions, kv_pos)

@@ -185,7 +185,7 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
   rollout = sample(graphdef, params, batch.prompt_tokens[:k], batch.prompt_mask[:k],
                    sampling_params(run, setup.tokenizer, n=n, greedy=greedy,
                                    temperature=temperature), key, pad_id=setup.tokenizer.pad_id,
-                   mesh=mesh)
+                   mesh=mesh, decode_slots=run.sampling.decode_slots)
   return rollout_to_host(rollout)
 
 

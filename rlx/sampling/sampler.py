@@ -10,6 +10,11 @@ their buckets, call one compiled program, trim the result. Device side (:func:`_
 3. ``while step < N and not all(done)``: feed the token back (one ``[B,1]`` forward that writes
    one cache slot in place), pick the next token. A row is done after a stop token or ``N`` tokens.
 
+With ``decode_slots``, :func:`_generate_continuous` decodes instead through a fixed number of
+rows, refilling a row with the next pending sample as soon as its sample ends (continuous
+batching); each sample's random draws depend only on the key, its id and its step
+(:func:`row_uniforms`), in both programs, so both give the same samples.
+
 Everything a PPO update needs comes out of the loop with no extra forward pass. The cache has
 ``P + N + reserve`` slots, so it never overflows; :func:`continue_sampling` appends tokens (e.g. a
 tool result, loss mask 0) to rows of a finished call and decodes further from the same cache.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +138,7 @@ def first_argmax(z: Array) -> Array:
   return jnp.min(jnp.where(hit, jnp.arange(v, dtype=jnp.int32), v), axis=-1)
 
 
-def draw(key, z: Array, block: int = 128) -> Array:
+def draw(key, z: Array, block: int = 128, u: Array | None = None) -> Array:
   """One token per row from ``softmax(z)``, ``z: [B,V]`` float32 (−inf = excluded): exact
   inverse-CDF sampling in two stages, a block of ``block`` tokens by its total mass, then a
   token within the block by its mass there (P(block)·P(token | block) = p(token)).
@@ -151,7 +157,8 @@ def draw(key, z: Array, block: int = 128) -> Array:
   if pad:
     p = jnp.pad(p, ((0, 0), (0, pad)))
   p = p.reshape(b, -1, block)
-  u = jax.random.uniform(key, (b, 2), jnp.float32)
+  if u is None:
+    u = jax.random.uniform(key, (b, 2), jnp.float32)
 
   def first_above(cdf, point):  # first index with cdf > point, at most the last one with mass
     last_with_mass = jnp.sum(cdf < cdf[:, -1:], axis=-1)
@@ -165,15 +172,25 @@ def draw(key, z: Array, block: int = 128) -> Array:
   return (chosen * block + within).astype(jnp.int32)
 
 
-def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tuple[bool, bool]):
-  """One token per row from ``logits[B,V]`` → (token, logp, entropy | None, self-certainty | None)."""
+def row_uniforms(key, sample_ids: Array, steps: Array) -> Array:
+  """``[B,2]`` uniforms for row ``b``'s draw: a function of the key, the row's sample id and its
+  step only, so a sample's randomness never depends on which row or slot decodes it, nor on
+  what else is in the batch (continuous batching gives the same samples as a static batch)."""
+  steps = jnp.broadcast_to(steps, sample_ids.shape)
+  one = lambda i, t: jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, i), t), (2,))
+  return jax.vmap(one)(sample_ids, steps)
+
+
+def _pick(u, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tuple[bool, bool]):
+  """One token per row from ``logits[B,V]`` with uniforms ``u[B,2]`` (unused when greedy) →
+  (token, logp, entropy | None, self-certainty | None)."""
   z = logits.astype(jnp.float32) / knobs.temperature
   log_p = jax.nn.log_softmax(z, axis=-1)
   if greedy:
     token = first_argmax(z)
   else:
     zf = filter_logits(z, knobs.top_k, knobs.top_p, knobs.min_p) if filtered else z
-    token = draw(key, zf)
+    token = draw(None, zf, u=u)
   token = token.astype(jnp.int32)
   logp = jnp.take_along_axis(log_p, token[:, None], axis=-1)[:, 0]
   p = jnp.exp(log_p)
@@ -183,11 +200,13 @@ def _pick(key, logits, knobs: _Knobs, *, greedy: bool, filtered: bool, stats: tu
   return token, logp, entropy, sc
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id", "share",
-                     "new_cache"),
-    donate_argnames=("cache",))
+_STATIC = dict(static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats", "pad_id",
+                                "share", "new_cache"), donate_argnames=("cache",))
+_CONTINUOUS_STATIC = dict(static_argnames=("graphdef", "max_new", "greedy", "filtered", "stats",
+                                           "pad_id", "n", "slots", "cache_dtype"))
+
+
+@functools.partial(jax.jit, **_STATIC)
 def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last, knobs, key, *,
               max_new: int, greedy: bool, filtered: bool, stats: tuple[bool, bool], pad_id: int,
               share: int = 1, new_cache: tuple | None = None):
@@ -221,9 +240,11 @@ def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, la
                                                                       (0, step))
                  for x, v in zip(bufs, values))
 
+  rows = jnp.arange(b, dtype=jnp.int32)  # row i is sample i (prompt-major)
+
   def emit(carry_done, finish, lengths, bufs, key, logits, step, last):
-    key, sub = jax.random.split(key)
-    token, logp, ent, sc = _pick(sub, logits, knobs, greedy=greedy, filtered=filtered, stats=stats)
+    u = None if greedy else row_uniforms(key, rows, step)
+    token, logp, ent, sc = _pick(u, logits, knobs, greedy=greedy, filtered=filtered, stats=stats)
     active = ~carry_done
     token = jnp.where(active, token, pad_id)
     zero = lambda x: None if x is None else jnp.where(active, x, 0.0)
@@ -263,6 +284,128 @@ def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, la
   return completion, logprobs, entropy, sc, lengths, finish, cache, next_pos, last, steps
 
 
+@functools.partial(jax.jit, **_CONTINUOUS_STATIC)
+def _generate_continuous(graphdef, params, tokens, mask, positions, total, knobs, key,
+                         slot_order=None, *, max_new: int, greedy: bool, filtered: bool,
+                         stats: tuple[bool, bool], pad_id: int, n: int, slots: int,
+                         cache_dtype: str):
+  """Continuous batching: ``total`` samples (sample ``r`` continues prompt ``r // n``) decoded
+  through ``slots`` rows; a row whose sample ends takes the next pending sample.
+
+  1. Every prompt ``tokens[U,P]`` (each once: shared prefixes) is prefilled into a prompt cache
+     ``[U, K, P, E]``, with its last logits ``[U,V]`` (float32) and next position.
+  2. A slot takes sample ``r`` by copying prompt ``r // n``'s cache into its slots ``[0, P)`` and
+     marking ``[P, P+N)`` empty; its first token is drawn from the prompt's logits.
+  3. Each step draws one token per busy slot (uniforms from the sample id and its step:
+     :func:`row_uniforms`), writes it into the sample's output row, and runs one ``[S,1]``
+     forward for the slots still going, each writing at its own offset ``P + t`` (a per-row
+     cache index). Slots whose sample ended are refilled (a ``lax.cond``: no copy on steps with
+     nothing to refill) until every sample is done.
+
+  The loop runs about ``Σ lengths / S`` steps (plus the tail of the last samples) instead of
+  ``⌈R/S⌉ · max length``: rows never step past their own end. ``slot_order[S]`` (a permutation;
+  default ``0..S-1``) is the order in which free slots take the next samples. Returns ``(completion [R,N],
+  logprobs [R,N], entropy, sc, lengths [R], finish [R], steps)`` with ``R = U·n``.
+  """
+  model = nnx.merge(graphdef, params)
+  n_prompts, width = tokens.shape
+  rb = n_prompts * n
+  empty = jnp.int32(rb)  # the sample id of an idle slot; writes to row rb are dropped
+  dtype = jnp.dtype(cache_dtype)
+  pcache = model.init_cache(n_prompts, width, dtype)
+  h, pcache = model.hidden_states(tokens, positions, mask, pcache)
+  prompt_logits = model.lm_head(h[:, -1])  # [U,V]: left padding puts the last token at P−1
+  prompt_next = positions[:, -1] + 1
+  slot_ids = jnp.arange(slots, dtype=jnp.int32)
+  order = slot_ids if slot_order is None else jnp.asarray(slot_order, jnp.int32)
+  cache = model.init_cache(slots, width + max_new, dtype)
+  cache = cache.replace(index=jnp.full((slots,), width, jnp.int32))
+
+  def refill(state):
+    cache, sid, t, pos, logits, nxt = state
+    free = sid == empty
+    rank = jnp.zeros_like(sid).at[order].set(jnp.cumsum(free[order].astype(jnp.int32)) - 1)
+    new = nxt + rank
+    take = free & (new < total)
+    src = jnp.where(take, new // n, 0)  # the prompt each taking slot continues
+    dst = jnp.where(take, slot_ids, slots)  # out of range: the write is dropped
+    k = tuple(c.at[dst, :, :width].set(p[src].astype(c.dtype), mode="drop")
+              for c, p in zip(cache.k, pcache.k))
+    v = tuple(c.at[dst, :, :width].set(p[src].astype(c.dtype), mode="drop")
+              for c, p in zip(cache.v, pcache.v))
+    row_mask = jnp.pad(pcache.mask[src], ((0, 0), (0, max_new)))
+    cache = cache.replace(k=k, v=v, mask=cache.mask.at[dst].set(row_mask, mode="drop"),
+                          positions=cache.positions.at[dst, :width].set(pcache.positions[src],
+                                                                        mode="drop"))
+    return (cache, jnp.where(take, new, sid), jnp.where(take, 0, t),
+            jnp.where(take, prompt_next[src], pos),
+            jnp.where(take[:, None], prompt_logits[src], logits), nxt + jnp.sum(take))
+
+  state = refill((cache, jnp.full((slots,), empty), jnp.zeros((slots,), jnp.int32),
+                  jnp.zeros((slots,), jnp.int32),
+                  jnp.zeros((slots, prompt_logits.shape[-1]), jnp.float32), jnp.int32(0)))
+  bufs = (jnp.full((rb, max_new), pad_id, jnp.int32), jnp.zeros((rb, max_new), jnp.float32),
+          jnp.zeros((rb, max_new), jnp.float32) if stats[0] else None,
+          jnp.zeros((rb, max_new), jnp.float32) if stats[1] else None)
+  lengths = jnp.zeros((rb,), jnp.int32)
+  finish = jnp.full((rb,), LENGTH, jnp.int32)
+
+  def cond(carry):
+    return jnp.any(carry[0][1] != empty)
+
+  def body(carry):
+    (cache, sid, t, pos, logits, nxt), bufs, lengths, finish, steps = carry
+    busy = sid != empty
+    u = None if greedy else row_uniforms(key, sid, t)
+    token, logp, ent, sc = _pick(u, logits, knobs, greedy=greedy, filtered=filtered, stats=stats)
+    row = jnp.where(busy, sid, empty)
+    bufs = tuple(None if x is None else x.at[row, t].set(val.astype(x.dtype), mode="drop")
+                 for x, val in zip(bufs, (token, logp, ent, sc)))
+    stopped = busy & jnp.any(token[:, None] == knobs.stop_ids[None, :], axis=-1)
+    ended = stopped | (busy & (t + 1 >= knobs.budget))
+    end_row = jnp.where(ended, sid, empty)
+    lengths = lengths.at[end_row].set(t + 1, mode="drop")
+    finish = finish.at[end_row].set(jnp.where(stopped, STOP, LENGTH), mode="drop")
+    going = busy & ~ended
+    h, cache = model.hidden_states(token[:, None], pos[:, None], going[:, None],
+                                   cache.replace(index=width + t))
+    logits = model.lm_head(h[:, 0])
+    step = going.astype(jnp.int32)
+    state = (cache, jnp.where(going, sid, empty), t + step, pos + step, logits, nxt)
+    state = jax.lax.cond(jnp.any(~going) & (nxt < total), refill, lambda s: s, state)
+    return state, bufs, lengths, finish, steps + 1
+
+  _, bufs, lengths, finish, steps = jax.lax.while_loop(
+      cond, body, (state, bufs, lengths, finish, jnp.int32(0)))
+  completion, logprobs, entropy, sc = bufs
+  return completion, logprobs, entropy, sc, lengths, finish, steps
+
+
+# XLA:CPU (jaxlib 0.10) has a slow path in decode programs with its YNNPACK dot fusions on: a
+# decode step of the 12.6M reference model costs 98 ms at 64 rows × 576 cache slots against
+# 12 ms at 32 × 576 and 26 ms at 128 × 288 (and 205 ms at 128 × 576), while with those dots
+# left to XLA's own emitter 64 × 576 costs 27 ms and the small shapes 10-30% more than with
+# YNNPACK (docs/benchmarks.md, "XLA:CPU decode slow path"; the cause inside XLA is not known).
+# Decode programs on the CPU of at least 64 rows over more than 512 cache slots (where the
+# slow path was seen: 64-128 rows × 576-2112 slots, not 64 × 512 nor 128 × 288) are therefore
+# compiled without YNNPACK dots (RLX_CPU_DECODE_YNN_DOTS=on / off overrides).
+_NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+_generate_no_ynn_dots = jax.jit(_generate.__wrapped__, **_STATIC, compiler_options=_NO_YNN_DOTS)
+_generate_continuous_no_ynn_dots = jax.jit(_generate_continuous.__wrapped__, **_CONTINUOUS_STATIC,
+                                           compiler_options=_NO_YNN_DOTS)
+
+
+def _ynn_dots_off(rows: int, slots: int) -> bool:
+  """Whether a decode program of ``rows`` rows over ``slots`` cache slots compiles without
+  XLA:CPU's YNNPACK dot fusions (see ``_NO_YNN_DOTS``)."""
+  mode = os.environ.get("RLX_CPU_DECODE_YNN_DOTS", "auto")
+  if mode not in ("auto", "on", "off"):
+    raise ValueError(f"RLX_CPU_DECODE_YNN_DOTS={mode!r}: allowed values: auto, on, off")
+  if mode == "on" or jax.default_backend() != "cpu":
+    return False
+  return mode == "off" or (rows >= 64 and slots > 512)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "batch", "max_len", "dtype"))
 def _init_cache(graphdef, params, *, batch: int, max_len: int, dtype):
   return nnx.merge(graphdef, params).init_cache(batch, max_len, dtype)
@@ -287,7 +430,7 @@ def _rows_from_batch(prompt_tokens, prompt_mask) -> list[np.ndarray]:
 def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: SamplingParams, key, *,
            buckets: Buckets = Buckets(), pad_id: int = 0, cache_dtype=jnp.float32,
            reserve: int = 0, return_state: bool = False, mesh=None, data_axes=("data", "fsdp"),
-           share_prefix: bool = True):
+           share_prefix: bool = True, decode_slots: int = 0):
   """Sample ``n`` completions for each prompt.
 
   Args:
@@ -305,6 +448,12 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
     share_prefix: with ``n > 1``, prefill each prompt once and copy its KV cache to its ``n``
       rows (when the batch bucket is a multiple of ``n``); the samples are the same as with a
       prefill per row (``False``), at 1/n of the prefill's work.
+    decode_slots: ``> 0``: continuous batching (:func:`_generate_continuous`) through this many
+      decode rows (rounded up to a batch bucket, at most the number of samples); a row whose
+      sample ends takes the next one. Same samples as the static batch for the same key (each
+      sample's randomness comes from its id), for ``≈ Σ lengths / slots`` decode steps instead of
+      ``max length``. Prompts are always prefilled once each. Ignored with ``return_state`` (a
+      continuation needs the static batch's cache).
 
   Returns:
     A :class:`Rollout` of ``B·n`` rows (and the state when ``return_state``).
@@ -315,6 +464,11 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
     raise ValueError("every prompt needs at least one token (an all-padding prompt row was given)")
   r = len(rows) * sp.n
   width = Buckets.pick(buckets.prompt_lengths, max(len(x) for x in rows), "prompt length")
+  if decode_slots < 0:
+    raise ValueError(f"decode_slots={decode_slots}: must be >= 0 (0 = one static batch)")
+  if decode_slots and not return_state:
+    return _sample_continuous(graphdef, params, rows, width, sp, key, buckets, pad_id,
+                              cache_dtype, decode_slots, mesh, data_axes)
   bb = Buckets.pick(buckets.batch_sizes, r, "batch size")
   n_new = Buckets.pick(buckets.new_tokens, sp.max_new_tokens, "max_new_tokens")
   share = sp.n if share_prefix and sp.n > 1 and bb % sp.n == 0 else 1
@@ -332,14 +486,8 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   # B/n rows could not hold the B-row result).
   cache = None if share > 1 else _init_cache(graphdef, params, batch=bb, max_len=max_len,
                                              dtype=cache_dtype)
-  prompt, state = (tokens, mask, positions), (done, finish, last)
-  if mesh is not None:
-    # Rows split over the data axes (a bucket too small to split runs replicated).
-    ways = math.prod(mesh.shape[a] for a in data_axes)
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axes))
-    put = lambda xs: tuple(jax.device_put(x, sharding) for x in xs)
-    prompt = put(prompt) if (bb // share) % ways == 0 else prompt
-    state = put(state) if bb % ways == 0 else state
+  prompt = _shard_rows(mesh, data_axes, (tokens, mask, positions))
+  state = _shard_rows(mesh, data_axes, (done, finish, last))
   out = _run(graphdef, params, cache, prompt + state, sp, key, n_new, pad_id, share,
              (max_len, jnp.dtype(cache_dtype).name))
   if share > 1:
@@ -348,6 +496,38 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   if not return_state:
     return rollout
   return rollout, _state(out, r, width + n_new)
+
+
+def _sample_continuous(graphdef, params, rows, width, sp, key, buckets, pad_id, cache_dtype,
+                       decode_slots, mesh, data_axes) -> Rollout:
+  r = len(rows) * sp.n
+  n_prompts = Buckets.pick(buckets.batch_sizes, len(rows), "batch size")
+  slots = Buckets.pick(buckets.batch_sizes, min(decode_slots, r), "decode slots")
+  n_new = Buckets.pick(buckets.new_tokens, sp.max_new_tokens, "max_new_tokens")
+  rows = rows + [np.array([pad_id], np.int32)] * (n_prompts - len(rows))
+  tokens, mask = _left_pad(rows, width, pad_id)
+  positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
+  prompt = _shard_rows(mesh, data_axes, (tokens, mask, positions))
+  program = (_generate_continuous_no_ynn_dots if _ynn_dots_off(slots, width + n_new)
+             else _generate_continuous)
+  out = program(
+      graphdef, params, *prompt, jnp.int32(r), _knobs(sp), key, max_new=n_new,
+      greedy=sp.greedy, filtered=sp.filtered, stats=(sp.return_entropy, sp.return_self_certainty),
+      pad_id=pad_id, n=sp.n, slots=slots, cache_dtype=jnp.dtype(cache_dtype).name)
+  tokens, mask = np.repeat(tokens, sp.n, axis=0), np.repeat(mask, sp.n, axis=0)
+  return _rollout(tokens, mask, out, sp, r)
+
+
+def _shard_rows(mesh, data_axes, arrays: tuple) -> tuple:
+  """``arrays`` (same leading dim) split by rows over the mesh's data axes; left on the host
+  without a mesh or where the rows do not split evenly (then they run replicated)."""
+  if mesh is None:
+    return arrays
+  ways = math.prod(mesh.shape[a] for a in data_axes)
+  if arrays[0].shape[0] % ways:
+    return arrays
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(data_axes))
+  return tuple(jax.device_put(x, sharding) for x in arrays)
 
 
 def _state(out, rows: int, slots_used: int) -> SamplerState:
@@ -359,11 +539,12 @@ def _state(out, rows: int, slots_used: int) -> SamplerState:
 
 def _run(graphdef, params, cache, batch, sp, key, n_new, pad_id, share=1, new_cache=None):
   tokens, mask, positions, done, finish, last = batch
-  return _generate(graphdef, params, cache, tokens, mask, positions, done, finish, last,
-                   _knobs(sp), key,
-                   max_new=n_new, greedy=sp.greedy, filtered=sp.filtered,
-                   stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id,
-                   share=share, new_cache=new_cache if share > 1 else None)
+  slots = new_cache[0] if share > 1 else cache.max_len
+  program = _generate_no_ynn_dots if _ynn_dots_off(done.shape[0], slots) else _generate
+  return program(graphdef, params, cache, tokens, mask, positions, done, finish, last,
+                 _knobs(sp), key, max_new=n_new, greedy=sp.greedy, filtered=sp.filtered,
+                 stats=(sp.return_entropy, sp.return_self_certainty), pad_id=pad_id,
+                 share=share, new_cache=new_cache if share > 1 else None)
 
 
 def _rollout(tokens, mask, out, sp: SamplingParams, r: int) -> Rollout:

@@ -322,3 +322,92 @@ def test_shared_prefix_prefill_equals_per_row_prefill(policy, greedy, n):
   lp = core.logprobs_from_logits(logits, a.completion_tokens, 1.0)
   np.testing.assert_allclose(a.logprobs, np.asarray(lp) * np.asarray(a.completion_mask),
                              atol=1e-5, rtol=1e-5)
+
+
+# ----- continuous batching -----
+
+STOPPY = dict(max_new_tokens=12, stop_token_ids=(5, 7, 30))  # lengths from 1 to 12
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.8, 6, 0.9)])
+def test_continuous_batching_logprobs_equal_teacher_forced(policy, temperature, top_k, top_p):
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  sp = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, n=3,
+                      return_entropy=True, **STOPPY)
+  r = sample(graphdef, params, tokens, mask, sp, jax.random.key(5), buckets=SMALL, decode_slots=4)
+  lengths = np.asarray(r.lengths)
+  assert lengths.min() < 12 and (np.asarray(r.finish_reason) == STOP).any()  # rows end early
+  logits = _teacher_forced_logits(graphdef, params, r)
+  st = core.logprobs_from_logits(logits, r.completion_tokens, temperature, with_entropy=True)
+  m = np.asarray(r.completion_mask)
+  np.testing.assert_allclose(np.asarray(r.logprobs), np.asarray(st.logprobs) * m, atol=1e-5,
+                             rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(r.entropy), np.asarray(st.entropy) * m, atol=1e-5,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(m.sum(1), lengths)
+  toks = np.asarray(r.completion_tokens)
+  assert (toks[m == 0] == 0).all()  # pad_id after the end
+  np.testing.assert_array_equal(r.group_ids, np.arange(12) // 3)
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_continuous_batching_is_invariant_to_slots_and_equals_the_static_batch(policy, greedy,
+                                                                               monkeypatch):
+  """Each sample's draws come from (key, sample id, step): 1, 3 (bucket 4) or 16 slots, slots
+  taken in reverse order, and the static batch all give the same samples."""
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  sp = SamplingParams(n=3, greedy=greedy, **STOPPY)
+  key = jax.random.key(11)
+  static = sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL)
+  runs = [sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL, decode_slots=s)
+          for s in (1, 3, 16)]
+  inner = sampler_lib._generate_continuous
+  monkeypatch.setattr(sampler_lib, "_generate_continuous",
+                      lambda *a, **kw: inner(*a, slot_order=np.arange(kw["slots"])[::-1], **kw))
+  runs.append(sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL, decode_slots=4))
+  for r in runs:
+    np.testing.assert_array_equal(np.asarray(r.completion_tokens),
+                                  np.asarray(static.completion_tokens))
+    np.testing.assert_array_equal(np.asarray(r.lengths), np.asarray(static.lengths))
+    np.testing.assert_array_equal(np.asarray(r.finish_reason), np.asarray(static.finish_reason))
+    np.testing.assert_allclose(np.asarray(r.logprobs), np.asarray(static.logprobs), atol=1e-5)
+
+
+def test_continuous_batching_steps_follow_total_work_not_the_longest_row(policy):
+  """With 4 slots the loop runs about Σ lengths / 4 steps (plus the tail), fewer than three
+  static batches of 4 rows (each as long as its longest row) would."""
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  sp = SamplingParams(n=3, max_new_tokens=12, stop_token_ids=(5, 7, 30, 2, 9, 11))
+  rows = sampler_lib._rows_from_batch(tokens, mask)
+  t, m = sampler_lib._left_pad(rows, 8, 0)
+  pos = np.maximum(np.cumsum(m, axis=1) - 1, 0).astype(np.int32)
+  out = sampler_lib._generate_continuous(
+      graphdef, params, t, m, pos, jnp.int32(12), sampler_lib._knobs(sp), jax.random.key(2),
+      max_new=16, greedy=False, filtered=False, stats=(False, False), pad_id=0, n=3, slots=4,
+      cache_dtype="float32")
+  lengths, steps = np.asarray(out[4][:12]), int(out[6])
+  assert lengths.sum() / 4 <= steps <= lengths.sum() / 4 + 12
+  assert steps < lengths.reshape(3, 4).max(axis=1).sum() - 8  # 20 vs 34 (Σ lengths 67)
+
+
+def test_decode_programs_without_ynnpack_dots_give_the_same_samples(policy, monkeypatch):
+  """Large CPU decode programs compile without XLA:CPU's YNNPACK dots (a slow path there,
+  benchmarks/decode_step.py); forced here on a small shape, the samples are the same."""
+  graphdef, params = policy
+  tokens, mask = _left_padded(PROMPTS)
+  sp = SamplingParams(n=2, **STOPPY)
+  key = jax.random.key(2)
+  assert not sampler_lib._ynn_dots_off(32, 576) and sampler_lib._ynn_dots_off(64, 576) == (
+      jax.default_backend() == "cpu")
+  base = sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL)
+  monkeypatch.setenv("RLX_CPU_DECODE_YNN_DOTS", "off")
+  assert sampler_lib._ynn_dots_off(8, 24) == (jax.default_backend() == "cpu")
+  off = sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL)
+  np.testing.assert_array_equal(np.asarray(off.completion_tokens), np.asarray(base.completion_tokens))
+  np.testing.assert_allclose(np.asarray(off.logprobs), np.asarray(base.logprobs), atol=1e-5)
+  monkeypatch.setenv("RLX_CPU_DECODE_YNN_DOTS", "fast")
+  with pytest.raises(ValueError, match="RLX_CPU_DECODE_YNN_DOTS"):
+    sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL)

@@ -1,4 +1,5 @@
-"""The sampler on a 4-device mesh (simulated CPU devices, own process) equals the 1-device run."""
+"""The sampler on a 4-device mesh (simulated CPU devices, own process) equals the 1-device run,
+static and continuously batched."""
 
 import os
 import subprocess
@@ -17,7 +18,7 @@ SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, 48, size=(4, 6)).astype(np.int32)
     mask = np.ones_like(tokens); mask[0, :3] = 0; mask[2, :1] = 0
-    buckets = Buckets(prompt_lengths=(8,), batch_sizes=(8,), new_tokens=(8,))
+    buckets = Buckets(prompt_lengths=(8,), batch_sizes=(4, 8), new_tokens=(8,))
     sp = SamplingParams(temperature=0.9, top_k=10, max_new_tokens=8, n=2, return_entropy=True)
     single = sample(graphdef, params, tokens, mask, sp, jax.random.key(5), buckets=buckets)
     mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "fsdp"))
@@ -28,6 +29,11 @@ SCRIPT = textwrap.dedent("""
     np.testing.assert_array_equal(single.completion_tokens, sharded.completion_tokens)
     np.testing.assert_allclose(single.logprobs, sharded.logprobs, atol=1e-5)
     np.testing.assert_allclose(single.entropy, sharded.entropy, atol=1e-5)
+    # continuous batching on the mesh: the same samples (each sample's draws follow its id)
+    cb = sample(graphdef, replicated, tokens, mask, sp, jax.random.key(5), buckets=buckets,
+                mesh=mesh, decode_slots=4)
+    np.testing.assert_array_equal(single.completion_tokens, cb.completion_tokens)
+    np.testing.assert_allclose(single.logprobs, cb.logprobs, atol=1e-5)
     print("MESH_OK")
 """)
 
