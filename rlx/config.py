@@ -226,6 +226,20 @@ def default_config() -> ml_collections.ConfigDict:
   s.decode_slots = 0  # > 0: continuous batching through this many decode rows (a row whose
   #                     sample ends takes the next); same samples as 0 (one static batch)
 
+  # --- multi-turn environments (docs/envs.md) -------------------------------------------------
+  c.env = v = ml_collections.ConfigDict()
+  v.name = ""  # "" = single-turn RL; "tools" (tool calls <tool>NAME: INPUT</tool>) or a
+  #              rlx.envs.register_env name: episodes replace single completions, the environment's
+  #              rewards replace rewards.name
+  v.max_turns = 4  # model turns per episode
+  v.max_obs_tokens = 128  # an observation keeps its first tokens
+  v.max_episode_tokens = 0  # > 0: episodes whose actions + observations would exceed it end
+  v.tools = ("calculator",)  # env "tools": names of rlx.envs.TOOLS (calculator, python)
+  v.tool_timeout = 5.0  # seconds a tool call may take (then an error observation, counted)
+  v.max_obs_chars = 1000  # env "tools": longer tool output is cut
+  v.instructions = ""  # env "tools": text after the prompt (e.g. the tool-call format)
+  v.kwargs = ml_collections.ConfigDict()  # a registered environment's keyword arguments
+
   # --- rewards ------------------------------------------------------------------------------
   c.rewards = r = ml_collections.ConfigDict()
   r.name = TASK_REWARD  # "task" (the synthetic task's verifier) or a rlx.rewards registry name
@@ -591,6 +605,31 @@ class LoraSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnvSection:
+  name: str = ""
+  max_turns: int = 4
+  max_obs_tokens: int = 128
+  max_episode_tokens: int = 0
+  tools: tuple = ("calculator",)
+  tool_timeout: float = 5.0
+  max_obs_chars: int = 1000
+  instructions: str = ""
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def enabled(self) -> bool:
+    return bool(self.name)
+
+  def make_kwargs(self) -> dict:
+    """Keyword arguments of ``rlx.envs.make_env(name, ...)``."""
+    if self.name == "tools":
+      return dict(tools=tuple(self.tools), tool_timeout=self.tool_timeout,
+                  max_obs_chars=self.max_obs_chars, instructions=self.instructions or None,
+                  **dict(self.kwargs))
+    return dict(self.kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
   seed: int
   num_steps: int
@@ -607,6 +646,7 @@ class RunConfig:
   mesh: MeshSection = MeshSection()
   pref: PrefSection = PrefSection()
   lora: LoraSection = LoraSection()
+  env: EnvSection = EnvSection()
 
   @property
   def is_rl(self) -> bool:
@@ -951,6 +991,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   logging = _fields(LoggingSection, lg, "logging")
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
   lora = _lora_section(cfg.get("lora") or {}, _architecture(model, model_config, check_paths))
+  env = _env_section(cfg.get("env") or {}, algo)
 
   _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
          cfg.get("num_steps"), "must be an integer >= 0")
@@ -961,8 +1002,34 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   return RunConfig(seed=int(cfg.get("seed", 0)), num_steps=int(cfg["num_steps"]), model=model,
                    data=data, algo=algo, optim=optim, sampling=sampling, rewards=rewards,
                    warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging,
-                   mesh=mesh, lora=lora, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
+                   mesh=mesh, lora=lora, env=env, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
                                                  int(cfg["num_steps"])))
+
+
+def _env_section(section, algo: AlgoSection) -> EnvSection:
+  from rlx.envs import TOOLS, env_names
+  v = dict(section)
+  v["kwargs"] = dict(v.get("kwargs") or {})
+  v["tools"] = tuple(v.get("tools", ("calculator",)))
+  env = _fields(EnvSection, v, "env", defaults=True)
+  if not env.name:
+    return env
+  _check(env.name in env_names(), "env.name", env.name,
+         f"unknown environment; allowed values: {_allowed([''] + env_names())}")
+  single_turn = OFFLINE_ALGORITHMS | PREFERENCE_ALGORITHMS | {Algorithm.REJECTION_SFT,
+                                                              Algorithm.REMAX}
+  _check(algo.name not in single_turn, "env.name", env.name,
+         f"episodes are trained by the policy-gradient algorithms (grpo family, ppo), not "
+         f"algo.name={algo.name.value!r}")
+  _positive("env.max_turns", env.max_turns, True)
+  _positive("env.max_obs_tokens", env.max_obs_tokens, True)
+  _non_negative("env.max_episode_tokens", env.max_episode_tokens)
+  _positive("env.tool_timeout", env.tool_timeout)
+  _positive("env.max_obs_chars", env.max_obs_chars, True)
+  if env.name == "tools":
+    for t in env.tools:
+      _check(t in TOOLS, "env.tools", t, f"unknown tool; allowed values: {_allowed(sorted(TOOLS))}")
+  return env
 
 
 def _check_rejection_sft(algo: AlgoSection) -> None:

@@ -27,6 +27,7 @@ FORBIDDEN = {
     "rewards": {"algorithms", "runtime"},
     "algorithms": {"runtime"},
     "optim": {"algorithms", "runtime"},
+    "envs": {"algorithms", "runtime"},
 }
 
 

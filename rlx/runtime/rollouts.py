@@ -189,6 +189,50 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
   return rollout_to_host(rollout)
 
 
+def episode_width(run: rlx_config.RunConfig) -> int:
+  """Completion width of an episode (actions + observations), fixed per run so that the update
+  compiles once: every turn's budget and every observation but the last turn's, capped by
+  ``env.max_episode_tokens``."""
+  e, n = run.env, run.sampling.max_new_tokens
+  width = e.max_turns * n + (e.max_turns - 1) * e.max_obs_tokens
+  return min(width, max(e.max_episode_tokens, n)) if e.max_episode_tokens else width
+
+
+def sample_episodes(setup, params, examples, key, *, n: int, greedy: bool = False,
+                    temperature: float | None = None) -> dict:
+  """``n`` episodes of ``env.name`` per example (rlx.runtime.episodes), rows prompt-major; host
+  arrays like :func:`sample_groups` plus the loss mask, dense and final rewards and counters."""
+  from rlx.envs import make_env
+  from rlx.runtime.episodes import run_episodes
+  run, tok, fmt = setup.run, setup.tokenizer, setup.formatter
+  rows = [ex for ex in examples for _ in range(n)]
+  envs = [make_env(run.env.name, **run.env.make_kwargs()) for _ in rows]
+
+  def render(example, text):
+    ex = dataclasses.replace(example, prompt=text) if dataclasses.is_dataclass(example) else example
+    return tok.encode(fmt(ex), add_bos=fmt.add_bos)
+
+  graphdef, params = sampler_model(setup, params)
+  return run_episodes(graphdef, params, tok, envs, rows,
+                      sampling_params(run, tok, n=1, greedy=greedy, temperature=temperature), key,
+                      max_turns=run.env.max_turns, max_obs_tokens=run.env.max_obs_tokens,
+                      max_episode_tokens=run.env.max_episode_tokens, render=render, group_size=n,
+                      prompt_width=run.data.max_prompt_len, completion_width=episode_width(run))
+
+
+def episode_metrics(data: dict) -> dict[str, float]:
+  """Per-step means of the episode counters (``env/...``) and the finish reasons' shares."""
+  from rlx.runtime.episodes import EPISODE_FINISH
+  turn_rewards = [r for rs in data["turn_rewards"] for r in rs]
+  out = {f"env/{k}": float(np.mean(data[k])) for k in
+         ("turns", "tool_calls", "tool_errors", "obs_tokens", "env_errors")}
+  out["env/tool_use_rate"] = float(np.mean(data["tool_calls"] > 0))
+  out["env/turn_reward"] = float(np.mean(turn_rewards)) if turn_rewards else 0.0
+  for reason in EPISODE_FINISH:
+    out[f"env/finish/{reason}"] = float(np.mean([f == reason for f in data["episode_finish"]]))
+  return out
+
+
 @dataclasses.dataclass
 class Collected:
   traj: Trajectory | None  # None: the filter kept no group; the caller skips the update
@@ -206,7 +250,21 @@ def score_groups(setup, params, examples, reward_fn: RewardFn, key, step: int, *
   """Sample ``n`` completions per example and score them: ``(trajectory, scored, texts)``.
   ``greedy_baseline``: also score one greedy completion per prompt (ReMax's baseline, in
   ``aux["greedy_rewards"]``). ``on_sampled()`` runs once the samples are on the host, before
-  they are scored (the asynchronous loop dispatches the previous batch's update there)."""
+  they are scored (the asynchronous loop dispatches the previous batch's update there). With
+  ``env.name`` the rows are whole episodes, scored by their environment."""
+  if setup.run.env.enabled:
+    data = sample_episodes(setup, params, examples, key, n=n)
+    if on_sampled is not None:
+      on_sampled()
+    rewards = data["rewards"]
+    metrics = {"reward/mean": float(np.mean(rewards)), **episode_metrics(data)}
+    scored = Scored(scores=rewards, sample_mask=np.ones_like(rewards), metrics=metrics,
+                    token_scores=data["token_rewards"], raw=rewards)
+    texts = decode(setup.tokenizer, data["completion_tokens"],
+                   data["completion_mask"].sum(1).astype(np.int32))
+    traj = Trajectory.from_rollout(data, rewards, token_rewards=data["token_rewards"],
+                                   aux={"verifier_rewards": rewards})
+    return traj, scored, texts
   data = sample_groups(setup, params, examples, key, n=n)
   if greedy_baseline:
     greedy = sample_groups(setup, params, examples, jax.random.fold_in(key, 1000), n=1,
@@ -312,6 +370,8 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
   reward_fn = eval_reward_fn(run, None if scorer is None else scorer.bind(params),
                              decode=setup.tokenizer.decode)
   out = {}
+  if run.env.enabled:
+    return _evaluate_episodes(setup, params, examples, key)
   greedy = sample_groups(setup, params, examples, key, n=1, greedy=True)
   texts = decode(setup.tokenizer, greedy["completion_tokens"], greedy["lengths"])
   scores = reward_fn(examples, texts, greedy, 0, shaped=False).scores
@@ -330,6 +390,26 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
       majority_correct(answers[i * k:(i + 1) * k], correct[i]) for i in range(n_eval)]))
   out["eval/mean_length"] = float(np.mean(sampled["lengths"]))
   out["eval/truncation_rate"] = float(np.mean(sampled["finish_reason"] == LENGTH))
+  out["eval/sample"] = sample_text(examples[0].prompt, texts[0])
+  return out
+
+
+def _evaluate_episodes(setup, params, examples, key) -> dict[str, float]:
+  """Held-out episodes of ``env.name``: greedy and sampled; an episode is correct when its final
+  reward is >= 1 (the environment's verdict)."""
+  k, n_eval = setup.run.eval.num_samples, len(examples)
+  greedy = sample_episodes(setup, params, examples, key, n=1, greedy=True)
+  sampled = sample_episodes(setup, params, examples, jax.random.fold_in(key, 1), n=k,
+                            temperature=setup.run.eval.temperature)
+  correct = (sampled["rewards"] >= 1.0).reshape(n_eval, k)
+  out = {"eval/greedy_accuracy": float(np.mean(greedy["rewards"] >= 1.0)),
+         "eval/pass@1": float(np.mean(correct)), f"eval/pass@{k}": float(np.mean(correct.any(1))),
+         "eval/mean_length": float(np.mean(sampled["lengths"])),
+         "eval/truncation_rate": float(np.mean(sampled["finish_reason"] == LENGTH))}
+  out.update({name.replace("env/", "eval/env/"): v
+              for name, v in episode_metrics(sampled).items()})
+  texts = decode(setup.tokenizer, greedy["completion_tokens"],
+                 greedy["completion_mask"].sum(1).astype(np.int32))
   out["eval/sample"] = sample_text(examples[0].prompt, texts[0])
   return out
 
