@@ -1029,6 +1029,11 @@ def _env_section(section, algo: AlgoSection) -> EnvSection:
   if env.name == "tools":
     for t in env.tools:
       _check(t in TOOLS, "env.tools", t, f"unknown tool; allowed values: {_allowed(sorted(TOOLS))}")
+    if "search" in env.tools:
+      search = dict(dict(env.kwargs.get("tool_kwargs") or {}).get("search") or {})
+      _check(bool(search.get("documents")), "env.kwargs.tool_kwargs.search.documents",
+             search.get("documents"), "the search tool needs a local document collection "
+             "(a JSONL file of {title, text} or a directory of .txt files)")
   return env
 
 

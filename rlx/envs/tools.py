@@ -88,9 +88,19 @@ def python_tool(sandbox_config=None):
   return run
 
 
+def _search(documents=None, k: int = 3, max_chars: int = 400, **_):
+  from rlx.envs.retrieval import search_tool
+  if documents is None:
+    raise ValueError("the search tool needs a document collection: env.kwargs.tool_kwargs = "
+                     "{'search': {'documents': PATH}}")
+  return search_tool(documents, k=k, max_chars=max_chars)
+
+
+# name -> factory(**kwargs) of the tool callable (str -> str), made once per episode.
 TOOLS: dict[str, Callable[..., Callable[[str], str]]] = {
     "calculator": lambda **_: calculator,
     "python": lambda sandbox_config=None, **_: python_tool(sandbox_config),
+    "search": _search,
 }
 
 
@@ -114,6 +124,8 @@ class ToolEnv(Environment):
 
   Args:
     tools: names of ``TOOLS`` or ``{name: callable(str) -> str}``.
+    tool_kwargs: ``{name: {keyword: value}}`` for the ``TOOLS`` factories (e.g. the ``search``
+      tool's ``documents`` path and ``k``).
     score: ``(example, final_action_text) -> float``.
     tool_timeout: seconds a tool call may take (then an error observation).
     max_obs_chars: longer tool output is cut (and counted as ``obs_truncated``).
@@ -122,9 +134,10 @@ class ToolEnv(Environment):
 
   def __init__(self, tools=("calculator",), score: Callable[[Any, str], float] | None = None, *,
                tool_timeout: float = 5.0, max_obs_chars: int = 1000, instructions: str | None = None,
-               sandbox_config=None):
-    self.tools = ({name: TOOLS[name](sandbox_config=sandbox_config) for name in tools}
-                  if not isinstance(tools, dict) else dict(tools))
+               sandbox_config=None, tool_kwargs: dict | None = None):
+    kw = {name: dict(v) for name, v in (tool_kwargs or {}).items()}
+    self.tools = ({name: TOOLS[name](sandbox_config=sandbox_config, **kw.get(name, {}))
+                   for name in tools} if not isinstance(tools, dict) else dict(tools))
     self.score = score or _final_answer_score
     self.tool_timeout, self.max_obs_chars = tool_timeout, max_obs_chars
     self.instructions = instructions

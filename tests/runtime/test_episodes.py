@@ -211,3 +211,20 @@ def test_env_config_errors_name_the_field():
   cfg.env.name = "tools"
   with pytest.raises(ValueError, match="env.name"):
     rlx_config.validate(cfg)
+
+
+def test_python_tool_keeps_state_within_an_episode_and_contains_failures():
+  from rlx.rewards.sandbox import SandboxConfig, sandbox_capabilities
+  if not sandbox_capabilities("auto")["works"]:
+    pytest.skip("no kernel isolation on this machine")
+  env = ToolEnv(tools=("python",), sandbox_config=SandboxConfig(timeout=2.0))
+  env.reset({"prompt": "q", "answer": "6"})
+  r = env.step("<tool>python: x = 6\nprint(x * 7)</tool>")
+  assert r.observation == "<obs>42\n</obs>" and r.info["tool_error"] == 0
+  r = env.step("<tool>python: print(x + 1)</tool>")  # x from the first call; no re-print of 42
+  assert r.observation == "<obs>7\n</obs>"
+  r = env.step("<tool>python: 1/0</tool>")
+  assert r.info["tool_error"] == 1 and "ZeroDivisionError" in r.observation
+  r = env.step("<tool>python: print(x)</tool>")  # the failed cell is not replayed
+  assert r.observation == "<obs>6\n</obs>"
+  assert ToolEnv(tools=("python",)).tools["python"] is not env.tools["python"]  # per episode
