@@ -163,7 +163,8 @@ def default_config() -> ml_collections.ConfigDict:
   a.estimator = "grpo"  # rlx.core.AdvantageEstimator
   a.policy_loss = "ppo"  # rlx.core.PolicyLoss
   a.aggregation = "token-mean"  # rlx.core.Aggregation
-  a.norm_constant = 0  # C of seq-mean-token-sum-norm (0 = sampling.max_new_tokens)
+  a.norm_constant = 0  # C of seq-mean-token-sum-norm (0 = sampling.max_new_tokens; with env.name,
+  #                      the episode's completion width)
   a.kl_placement = "loss"  # none, loss or reward
   a.kl_estimator = "k3"  # rlx.core.KLEstimator
   a.beta = 0.04  # KL coefficient β (initial β when adaptive_kl)
@@ -620,6 +621,15 @@ class EnvSection:
   def enabled(self) -> bool:
     return bool(self.name)
 
+  def completion_width(self, max_new_tokens: int) -> int:
+    """An episode's completion width (actions + observations), fixed per run so that the update
+    compiles once: every turn's budget and every observation but the last turn's, capped by
+    ``max_episode_tokens``."""
+    width = self.max_turns * max_new_tokens + (self.max_turns - 1) * self.max_obs_tokens
+    if self.max_episode_tokens:
+      width = min(width, max(self.max_episode_tokens, max_new_tokens))
+    return width
+
   def make_kwargs(self) -> dict:
     """Keyword arguments of ``rlx.envs.make_env(name, ...)``."""
     if self.name == "tools":
@@ -992,6 +1002,10 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
   lora = _lora_section(cfg.get("lora") or {}, _architecture(model, model_config, check_paths))
   env = _env_section(cfg.get("env") or {}, algo)
+  if (env.enabled and algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM
+      and not (_section(cfg, "algo").get("norm_constant") or 0)):  # C: the episode width
+    algo = dataclasses.replace(
+        algo, norm_constant=float(env.completion_width(sampling.max_new_tokens)))
 
   _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
          cfg.get("num_steps"), "must be an integer >= 0")

@@ -190,12 +190,8 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
 
 
 def episode_width(run: rlx_config.RunConfig) -> int:
-  """Completion width of an episode (actions + observations), fixed per run so that the update
-  compiles once: every turn's budget and every observation but the last turn's, capped by
-  ``env.max_episode_tokens``."""
-  e, n = run.env, run.sampling.max_new_tokens
-  width = e.max_turns * n + (e.max_turns - 1) * e.max_obs_tokens
-  return min(width, max(e.max_episode_tokens, n)) if e.max_episode_tokens else width
+  """Completion width of the run's episodes (``EnvSection.completion_width``)."""
+  return run.env.completion_width(run.sampling.max_new_tokens)
 
 
 def sample_episodes(setup, params, examples, key, *, n: int, greedy: bool = False,

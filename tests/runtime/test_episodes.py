@@ -228,3 +228,15 @@ def test_python_tool_keeps_state_within_an_episode_and_contains_failures():
   r = env.step("<tool>python: print(x)</tool>")  # the failed cell is not replayed
   assert r.observation == "<obs>6\n</obs>"
   assert ToolEnv(tools=("python",)).tools["python"] is not env.tools["python"]  # per episode
+
+
+def test_dr_grpo_norm_constant_defaults_to_the_episode_width():
+  from rlx import config as rlx_config
+  from tests.runtime.test_loop import tiny_rl_config
+  cfg = tiny_rl_config("dr_grpo")
+  cfg.env.name = "tools"
+  cfg.env.max_turns, cfg.env.max_obs_tokens = 3, 10
+  run = rlx_config.validate(cfg)
+  assert run.algo.norm_constant == 3 * 16 + 2 * 10 == run.env.completion_width(16)
+  cfg.algo.norm_constant = 7
+  assert rlx_config.validate(cfg).algo.norm_constant == 7
