@@ -123,7 +123,8 @@ def longtail(graphdef, params, hf, reps: int, record: bool):
   sp = SamplingParams(temperature=1.0, max_new_tokens=w["new"], n=w["n"],
                       stop_token_ids=LONGTAIL_STOPS)
   rows = w["prompts"] * w["n"]
-  buckets = Buckets(prompt_lengths=(w["prompt"],), batch_sizes=(w["prompts"], rows) + LONGTAIL_SLOTS,
+  buckets = Buckets(prompt_lengths=(w["prompt"],),
+                    batch_sizes=(w["prompts"], rows) + LONGTAIL_SLOTS,
                     new_tokens=(w["new"],))
 
   def rlx(slots):

@@ -1016,8 +1016,9 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   return RunConfig(seed=int(cfg.get("seed", 0)), num_steps=int(cfg["num_steps"]), model=model,
                    data=data, algo=algo, optim=optim, sampling=sampling, rewards=rewards,
                    warm_start=warm_start, checkpoint=checkpoint, eval=evaluation, logging=logging,
-                   mesh=mesh, lora=lora, env=env, pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
-                                                 int(cfg["num_steps"])))
+                   mesh=mesh, lora=lora, env=env,
+                   pref=_pref_section(cfg.get("pref") or {}, name, data, algo,
+                                      int(cfg["num_steps"])))
 
 
 def _env_section(section, algo: AlgoSection) -> EnvSection:

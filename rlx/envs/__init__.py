@@ -11,6 +11,6 @@ from rlx.envs.gym import GymTextEnv
 from rlx.envs.retrieval import BM25, load_documents, search_tool
 from rlx.envs.tools import TOOLS, ToolEnv, calculator, parse_tool_call, python_tool
 
-__all__ = ["BM25", "Environment", "GymTextEnv", "StepResult", "TOOLS", "ToolEnv", "calculator", "env_names",
-           "load_documents", "make_env", "parse_tool_call", "python_tool", "register_env",
-           "search_tool"]
+__all__ = ["BM25", "Environment", "GymTextEnv", "StepResult", "TOOLS", "ToolEnv", "calculator",
+           "env_names", "load_documents", "make_env", "parse_tool_call", "python_tool",
+           "register_env", "search_tool"]

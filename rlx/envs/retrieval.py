@@ -2,7 +2,7 @@
 
 ``BM25(docs).search(query, k)`` ranks documents by
 
-    score(d, q) = Σ_{t ∈ q} idf(t) · f(t,d)·(k1 + 1) / (f(t,d) + k1·(1 − b + b·|d| / avgdl)),
+    score(d, q) = Σ_{t ∈ q} idf(t) · f(t,d)·(k1 + 1) / (f(t,d) + k1·(1 − b + b·|d|/avgdl)),
     idf(t) = ln(1 + (N − n(t) + 0.5) / (n(t) + 0.5)),
 
 with ``f(t,d)`` the count of term ``t`` in ``d``, ``n(t)`` the number of documents holding it,

@@ -133,8 +133,9 @@ class ToolEnv(Environment):
   """
 
   def __init__(self, tools=("calculator",), score: Callable[[Any, str], float] | None = None, *,
-               tool_timeout: float = 5.0, max_obs_chars: int = 1000, instructions: str | None = None,
-               sandbox_config=None, tool_kwargs: dict | None = None):
+               tool_timeout: float = 5.0, max_obs_chars: int = 1000,
+               instructions: str | None = None, sandbox_config=None,
+               tool_kwargs: dict | None = None):
     kw = {name: dict(v) for name, v in (tool_kwargs or {}).items()}
     self.tools = ({name: TOOLS[name](sandbox_config=sandbox_config, **kw.get(name, {}))
                    for name in tools} if not isinstance(tools, dict) else dict(tools))

@@ -363,11 +363,11 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
   run = setup.run
   n_eval = min(run.eval.num_examples, len(setup.eval_source))
   examples = [setup.eval_source[i] for i in range(n_eval)]
+  if run.env.enabled:
+    return _evaluate_episodes(setup, params, examples, key)
   reward_fn = eval_reward_fn(run, None if scorer is None else scorer.bind(params),
                              decode=setup.tokenizer.decode)
   out = {}
-  if run.env.enabled:
-    return _evaluate_episodes(setup, params, examples, key)
   greedy = sample_groups(setup, params, examples, key, n=1, greedy=True)
   texts = decode(setup.tokenizer, greedy["completion_tokens"], greedy["lengths"])
   scores = reward_fn(examples, texts, greedy, 0, shaped=False).scores

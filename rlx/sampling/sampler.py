@@ -303,9 +303,10 @@ def _generate_continuous(graphdef, params, tokens, mask, positions, total, knobs
      nothing to refill) until every sample is done.
 
   The loop runs about ``Σ lengths / S`` steps (plus the tail of the last samples) instead of
-  ``⌈R/S⌉ · max length``: rows never step past their own end. ``slot_order[S]`` (a permutation;
-  default ``0..S-1``) is the order in which free slots take the next samples. Returns ``(completion [R,N],
-  logprobs [R,N], entropy, sc, lengths [R], finish [R], steps)`` with ``R = U·n``.
+  ``⌈R/S⌉ · max length``: rows never step past their own end. ``slot_order[S]`` (a
+  permutation; default ``0..S-1``) is the order in which free slots take the next samples.
+  Returns ``(completion [R,N], logprobs [R,N], entropy, sc, lengths [R], finish [R], steps)``
+  with ``R = U·n``.
   """
   model = nnx.merge(graphdef, params)
   n_prompts, width = tokens.shape

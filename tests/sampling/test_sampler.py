@@ -406,7 +406,8 @@ def test_decode_programs_without_ynnpack_dots_give_the_same_samples(policy, monk
   monkeypatch.setenv("RLX_CPU_DECODE_YNN_DOTS", "off")
   assert sampler_lib._ynn_dots_off(8, 24) == (jax.default_backend() == "cpu")
   off = sample(graphdef, params, tokens, mask, sp, key, buckets=SMALL)
-  np.testing.assert_array_equal(np.asarray(off.completion_tokens), np.asarray(base.completion_tokens))
+  np.testing.assert_array_equal(np.asarray(off.completion_tokens),
+                                np.asarray(base.completion_tokens))
   np.testing.assert_allclose(np.asarray(off.logprobs), np.asarray(base.logprobs), atol=1e-5)
   monkeypatch.setenv("RLX_CPU_DECODE_YNN_DOTS", "fast")
   with pytest.raises(ValueError, match="RLX_CPU_DECODE_YNN_DOTS"):
