@@ -225,7 +225,8 @@ def default_config() -> ml_collections.ConfigDict:
   #              ("" = the model's); π_old is then recomputed (algo.old_logprobs=auto) and
   #              algo.tis_cap corrects the gap, logged as sampler_trainer_logp_diff
   s.decode_slots = 0  # > 0: continuous batching through this many decode rows (a row whose
-  #                     sample ends takes the next); same samples as 0 (one static batch)
+  #                     sample ends takes the next; each sample's draws from its id, so the same
+  #                     samples whatever the slot count); 0 = one static batch
 
   # --- multi-turn environments (docs/envs.md) -------------------------------------------------
   c.env = v = ml_collections.ConfigDict()

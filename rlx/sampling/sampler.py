@@ -12,8 +12,11 @@ their buckets, call one compiled program, trim the result. Device side (:func:`_
 
 With ``decode_slots``, :func:`_generate_continuous` decodes instead through a fixed number of
 rows, refilling a row with the next pending sample as soon as its sample ends (continuous
-batching); each sample's random draws depend only on the key, its id and its step
-(:func:`row_uniforms`), in both programs, so both give the same samples.
+batching); there each sample's random draws depend only on the key, its id and its step
+(:func:`row_uniforms`), so its samples do not depend on the number of rows nor on which row
+decodes which sample. (The static program keeps one key a step for the whole batch: the
+stream every recorded result was sampled with. The two programs' samples are distributed
+alike but differ draw for draw, except greedy decoding, which is identical.)
 
 Everything a PPO update needs comes out of the loop with no extra forward pass. The cache has
 ``P + N + reserve`` slots, so it never overflows; :func:`continue_sampling` appends tokens (e.g. a
@@ -175,7 +178,7 @@ def draw(key, z: Array, block: int = 128, u: Array | None = None) -> Array:
 def row_uniforms(key, sample_ids: Array, steps: Array) -> Array:
   """``[B,2]`` uniforms for row ``b``'s draw: a function of the key, the row's sample id and its
   step only, so a sample's randomness never depends on which row or slot decodes it, nor on
-  what else is in the batch (continuous batching gives the same samples as a static batch)."""
+  what else is in the batch (continuous batching)."""
   steps = jnp.broadcast_to(steps, sample_ids.shape)
   one = lambda i, t: jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, i), t), (2,))
   return jax.vmap(one)(sample_ids, steps)
@@ -240,10 +243,9 @@ def _generate(graphdef, params, cache, tokens, mask, positions, done, finish, la
                                                                       (0, step))
                  for x, v in zip(bufs, values))
 
-  rows = jnp.arange(b, dtype=jnp.int32)  # row i is sample i (prompt-major)
-
   def emit(carry_done, finish, lengths, bufs, key, logits, step, last):
-    u = None if greedy else row_uniforms(key, rows, step)
+    key, sub = jax.random.split(key)  # one key a step for the whole batch
+    u = None if greedy else jax.random.uniform(sub, (b, 2), jnp.float32)
     token, logp, ent, sc = _pick(u, logits, knobs, greedy=greedy, filtered=filtered, stats=stats)
     active = ~carry_done
     token = jnp.where(active, token, pad_id)
@@ -451,9 +453,10 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
       prefill per row (``False``), at 1/n of the prefill's work.
     decode_slots: ``> 0``: continuous batching (:func:`_generate_continuous`) through this many
       decode rows (rounded up to a batch bucket, at most the number of samples); a row whose
-      sample ends takes the next one. Same samples as the static batch for the same key (each
-      sample's randomness comes from its id), for ``≈ Σ lengths / slots`` decode steps instead of
-      ``max length``. Prompts are always prefilled once each. Ignored with ``return_state`` (a
+      sample ends takes the next one, for ``≈ Σ lengths / slots`` decode steps instead of
+      ``max length``. Each sample's randomness comes from its id: the same samples whatever the
+      number of slots (sampled differently from the static batch's stream; greedy decoding is
+      the same). Prompts are always prefilled once each. Ignored with ``return_state`` (a
       continuation needs the static batch's cache).
 
   Returns:

@@ -29,11 +29,13 @@ SCRIPT = textwrap.dedent("""
     np.testing.assert_array_equal(single.completion_tokens, sharded.completion_tokens)
     np.testing.assert_allclose(single.logprobs, sharded.logprobs, atol=1e-5)
     np.testing.assert_allclose(single.entropy, sharded.entropy, atol=1e-5)
-    # continuous batching on the mesh: the same samples (each sample's draws follow its id)
+    # continuous batching on the mesh equals continuous batching on one device
+    cb1 = sample(graphdef, params, tokens, mask, sp, jax.random.key(5), buckets=buckets,
+                 decode_slots=4)
     cb = sample(graphdef, replicated, tokens, mask, sp, jax.random.key(5), buckets=buckets,
                 mesh=mesh, decode_slots=4)
-    np.testing.assert_array_equal(single.completion_tokens, cb.completion_tokens)
-    np.testing.assert_allclose(single.logprobs, cb.logprobs, atol=1e-5)
+    np.testing.assert_array_equal(cb1.completion_tokens, cb.completion_tokens)
+    np.testing.assert_allclose(cb1.logprobs, cb.logprobs, atol=1e-5)
     print("MESH_OK")
 """)
 
