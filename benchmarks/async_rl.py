@@ -68,7 +68,7 @@ def main():
       acc = out["evals"][-1]["eval/greedy_accuracy"]
       line = f"| {d:g} | {staleness} | {per[staleness]:.3f} | {acc:.3f} |"
       print(line, flush=True)
-      rows.append(f"| {common.today()} | {common.git_commit()} | {common.machine()} " + line)
+      rows.append(common.stamp() + line)
     print(f"delay {d:g} s: max_staleness=1 step time / synchronous = {per[1] / per[0]:.2f}x")
   if args.record:
     common.append_rows(

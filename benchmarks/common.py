@@ -50,6 +50,11 @@ def today() -> str:
   return datetime.date.today().isoformat()
 
 
+def stamp() -> str:
+  """The leading cells of a recorded row: ``| date | commit | machine ``."""
+  return f"| {today()} | {git_commit()} | {machine()} "
+
+
 def append_rows(section: str, header: str, rows: list[str], path: str = BENCHMARKS_MD) -> None:
   """Append table ``rows`` under ``section`` of docs/benchmarks.md (created with ``header``)."""
   lines = open(path).read().splitlines() if os.path.exists(path) else ["# Benchmarks", ""]

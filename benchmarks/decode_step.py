@@ -75,7 +75,7 @@ def main():
     pick = "without" if sampler._ynn_dots_off(rows, slots) else "YNNPACK"
     line = f"| {rows} | {slots} | {on:.1f} | {off:.1f} | {pick} |"
     print(line, flush=True)
-    lines.append(f"| {common.today()} | {common.git_commit()} | {common.machine()} " + line)
+    lines.append(common.stamp() + line)
   if args.record:
     common.append_rows(
         "## XLA:CPU decode slow path (benchmarks/decode_step.py)",

@@ -77,7 +77,7 @@ _HEADER = ("| date | commit | machine | config | params | batch x seq | tokens/s
 def record(peak: float, rows: list[dict]) -> None:
   """Append one row per config to the forward-pass table of docs/benchmarks.md."""
   common.append_rows(_SECTION, _HEADER, [
-      f"| {common.today()} | {common.git_commit()} | {common.machine()} | {r['name']} | "
+      f"{common.stamp()}| {r['name']} | "
       f"{r['params'] / 1e6:.1f}M | {r['batch']}x{r['seq']} | {r['tokens_per_s']:,.0f} | "
       f"{r['flops_per_s'] / 1e9:.1f} | {peak / 1e9:.1f} | {100 * r['flops_per_s'] / peak:.0f}% |"
       for r in rows])

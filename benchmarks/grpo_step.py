@@ -135,7 +135,7 @@ def main():
             f"{100 * flops[k] / med[k] / peak:.0f}% |")
     print(f"| total | {total_s:.3f} | {total_f / 1e9:.1f} | {total_f / total_s / 1e9:.1f} | "
           f"{100 * total_f / total_s / peak:.0f}% |")
-    rows.append(f"| {common.today()} | {common.git_commit()} | {common.machine()} | {mode} | "
+    rows.append(f"{common.stamp()}| {mode} | "
                 f"{total_s:.2f} | {med['sampling']:.2f} | {med['old+ref log-probs']:.2f} | "
                 f"{med['update']:.2f} | {total_f / 1e9:.0f} | {total_f / total_s / 1e9:.1f} | "
                 f"{peak / 1e9:.1f} | {100 * total_f / total_s / peak:.0f}% |")

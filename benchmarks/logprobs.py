@@ -56,7 +56,7 @@ def main():
       mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
       ms = common.time_call(compiled, h, w, y, reps=args.reps) * 1e3
       print(f"| {b}x{t} | {d} | {v} | {name} | {mb:.1f} | {ms:.1f} |")
-      rows.append(f"| {common.today()} | {common.git_commit()} | {common.machine()} | {b}x{t} | {d} | "
+      rows.append(f"{common.stamp()}| {b}x{t} | {d} | "
                   f"{v} | {name} | {mb:.1f} | {ms:.1f} |")
   if args.record:
     common.append_rows("## Chunked log-probs (benchmarks/logprobs.py)",

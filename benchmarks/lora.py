@@ -171,7 +171,7 @@ def main():
   lines = [row(r, rs[0]) for rs in results for r in rs]
   print("\n".join(lines))
   if args.record:
-    stamp = f"| {common.today()} | {common.git_commit()} | {common.machine()} "
+    stamp = common.stamp()
     common.append_rows(
         "## LoRA and quantised-base LoRA update (benchmarks/lora.py)",
         "| date | commit | machine " + HEADER + "\n" + "|---" * 14 + "|",

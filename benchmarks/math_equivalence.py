@@ -149,7 +149,7 @@ def main():
           print(f"{m}: {c['category']}: gold {c['gold']!r} pred {c['pred']!r} label {c['equal']}")
 
   if args.record:
-    rows = [f"| {common.today()} | {common.git_commit()} | {common.machine()} | {m} | {n} | "
+    rows = [f"{common.stamp()}| {m} | {n} | "
             f"{r['agree'] / n:.1%} | {r['fp']} | {r['fn']} | {r['mean_ms']:.2f} | "
             f"{r['p95_ms']:.2f} | {r['numeric_ms']:.2f} |" for m, r in results.items()]
     common.append_rows(

@@ -99,7 +99,7 @@ def main():
     line = (f"| {turns} × {new} | {obs_len} | {s:.2f} | {m:.2f} | {counts['single'] / s:,.0f} | "
             f"{counts['multi'] / m:,.0f} | {(m - s) / (turns - 1):.3f} |")
     print(line, flush=True)
-    rows.append(f"| {common.today()} | {common.git_commit()} | {common.machine()} " + line)
+    rows.append(common.stamp() + line)
   if args.record:
     common.append_rows(
         "## Multi-turn rollouts (benchmarks/multi_turn.py)",

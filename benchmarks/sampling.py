@@ -171,7 +171,7 @@ def longtail(graphdef, params, hf, reps: int, record: bool):
         "## Long-tail GRPO sampling (benchmarks/sampling.py --workload longtail)",
         "| date | commit | machine | engine | lengths mean / p90 / max | seconds | "
         "useful tok/s | vs HF |\n|---|---|---|---|---|---|---|---|",
-        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | {name} | "
+        [f"{common.stamp()}| {name} | "
          f"{(lengths[name].mean()):.0f} / {np.percentile(lengths[name], 90):.0f} / "
          f"{lengths[name].max()} | {s:.2f} | {rate:,.0f} | {x:.2f}x |"
          for name, s, rate, x in table])
@@ -231,7 +231,7 @@ def main():
         "| date | commit | machine | rlx new tok/s | HF new tok/s | rlx/HF | rlx GFLOP/s | "
         "peak GFLOP/s | rlx % of peak | same tokens | sampled: rlx tok/s | HF tok/s | rlx/HF |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | "
+        [f"{common.stamp()}| "
          f"{new_tokens / rlx_s:,.0f} | {new_tokens / hf_s:,.0f} | {hf_s / rlx_s:.2f}x | "
          f"{flops / rlx_s / 1e9:.1f} | {peak / 1e9:.1f} | {100 * flops / rlx_s / peak:.0f}% | "
          f"{100 * agree:.1f}% | {new_tokens / rlx_t:,.0f} | {new_tokens / hf_t:,.0f} | "
@@ -241,7 +241,7 @@ def main():
         "| date | commit | machine | float32 greedy tok/s | bfloat16 greedy tok/s | bf16/HF greedy | "
         "float32 sampled tok/s | bfloat16 sampled tok/s | bf16/HF sampled |\n"
         "|---|---|---|---|---|---|---|---|---|",
-        [f"| {common.today()} | {common.git_commit()} | {common.machine()} | "
+        [f"{common.stamp()}| "
          f"{new_tokens / rlx_s:,.0f} | {new_tokens / b16:,.0f} | {hf_s / b16:.2f}x | "
          f"{new_tokens / rlx_t:,.0f} | {new_tokens / b16_t:,.0f} | {hf_t / b16_t:.2f}x |"])
 

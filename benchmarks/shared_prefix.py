@@ -62,7 +62,7 @@ def main():
     off, on = float(np.median(times[False])), float(np.median(times[True]))
     line = f"| {prompts} × {n} | {p} | {new} | {off:.2f} | {on:.2f} | {off / on:.2f}x |"
     print(line, flush=True)
-    rows.append(f"| {common.today()} | {common.git_commit()} | {common.machine()} " + line)
+    rows.append(common.stamp() + line)
   if args.record:
     common.append_rows(
         "## Shared-prefix prefill (benchmarks/shared_prefix.py)",

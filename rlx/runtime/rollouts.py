@@ -189,11 +189,6 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
   return rollout_to_host(rollout)
 
 
-def episode_width(run: rlx_config.RunConfig) -> int:
-  """Completion width of the run's episodes (``EnvSection.completion_width``)."""
-  return run.env.completion_width(run.sampling.max_new_tokens)
-
-
 def sample_episodes(setup, params, examples, key, *, n: int, greedy: bool = False,
                     temperature: float | None = None) -> dict:
   """``n`` episodes of ``env.name`` per example (rlx.runtime.episodes), rows prompt-major; host
@@ -213,7 +208,8 @@ def sample_episodes(setup, params, examples, key, *, n: int, greedy: bool = Fals
                       sampling_params(run, tok, n=1, greedy=greedy, temperature=temperature), key,
                       max_turns=run.env.max_turns, max_obs_tokens=run.env.max_obs_tokens,
                       max_episode_tokens=run.env.max_episode_tokens, render=render, group_size=n,
-                      prompt_width=run.data.max_prompt_len, completion_width=episode_width(run))
+                      prompt_width=run.data.max_prompt_len,
+                      completion_width=run.env.completion_width(run.sampling.max_new_tokens))
 
 
 def episode_metrics(data: dict) -> dict[str, float]:

@@ -11,7 +11,7 @@ import pytest
 
 from rlx import core, models
 from rlx.data import load_task_tokenizer
-from rlx.envs import Environment, StepResult, ToolEnv
+from rlx.envs import Environment, StepResult, ToolEnv, calculator
 from rlx.runtime.episodes import run_episodes
 from rlx.sampling import Buckets, SamplingParams
 
@@ -117,7 +117,7 @@ class ToolCaller(Environment):
     self.inner = ToolEnv(tools={"slow": lambda s: time.sleep(30) or "never",
                                 "loud": lambda s: "x" * 100_000_000,
                                 "bad": lambda s: 1 / 0,
-                                "calc": __import__("rlx.envs", fromlist=["calculator"]).calculator},
+                                "calc": calculator},
                          tool_timeout=0.5, max_obs_chars=20)
     self.tool = tool
 
