@@ -236,7 +236,7 @@ def default_config() -> ml_collections.ConfigDict:
   v.max_turns = 4  # model turns per episode
   v.max_obs_tokens = 128  # an observation keeps its first tokens
   v.max_episode_tokens = 0  # > 0: episodes whose actions + observations would exceed it end
-  v.tools = ("calculator",)  # env "tools": names of rlx.envs.TOOLS (calculator, python)
+  v.tools = ("calculator",)  # env "tools": names of rlx.envs.TOOLS (calculator, python, search)
   v.tool_timeout = 5.0  # seconds a tool call may take (then an error observation, counted)
   v.max_obs_chars = 1000  # env "tools": longer tool output is cut
   v.instructions = ""  # env "tools": text after the prompt (e.g. the tool-call format)
@@ -938,8 +938,6 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   s.setdefault("decode_slots", 0)
   _non_negative("sampling.decode_slots", s["decode_slots"])
   sampling = _fields(SamplingSection, s, "sampling")
-  if algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM and not algo.norm_constant:
-    algo = dataclasses.replace(algo, norm_constant=float(sampling.max_new_tokens))
 
   # rewards
   r = dict(_section(cfg, "rewards"))
@@ -1003,10 +1001,11 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
   lora = _lora_section(cfg.get("lora") or {}, _architecture(model, model_config, check_paths))
   env = _env_section(cfg.get("env") or {}, algo)
-  if (env.enabled and algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM
-      and not (_section(cfg, "algo").get("norm_constant") or 0)):  # C: the episode width
-    algo = dataclasses.replace(
-        algo, norm_constant=float(env.completion_width(sampling.max_new_tokens)))
+  if algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM and not algo.norm_constant:
+    # C defaults to the completion width: a turn's budget, or an episode's with env.name
+    width = (env.completion_width(sampling.max_new_tokens) if env.enabled
+             else sampling.max_new_tokens)
+    algo = dataclasses.replace(algo, norm_constant=float(width))
 
   _check(isinstance(cfg.get("num_steps"), int) and cfg["num_steps"] >= 0, "num_steps",
          cfg.get("num_steps"), "must be an integer >= 0")
