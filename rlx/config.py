@@ -241,6 +241,15 @@ def default_config() -> ml_collections.ConfigDict:
   v.max_obs_chars = 1000  # env "tools": longer tool output is cut
   v.instructions = ""  # env "tools": text after the prompt (e.g. the tool-call format)
   v.kwargs = ml_collections.ConfigDict()  # a registered environment's keyword arguments
+  v.tool_format = "tags"  # tool calls / observations: "tags" (<tool>NAME: INPUT</tool>, <obs>..),
+  #                         "qwen" (<tool_call>{json}</tool_call>) or "llama3" (JSON calls); the
+  #                         last two need data.prompt_format="chat" (the template's tool messages)
+  v.self_play = True  # a game (env.name "nim", "textarena", a register_game name): every seat
+  #                     is the policy (algo.group_size = games × seats per prompt); False: the
+  #                     policy plays env.seat against env.opponent
+  v.opponent = "random"  # a game's fixed opponent (evaluation, and training without self-play):
+  #                        rlx.envs.OPPONENTS name ("random", "nim_optimal") or "module:callable"
+  v.seat = 0  # the policy's seat without self-play
 
   # --- rewards ------------------------------------------------------------------------------
   c.rewards = r = ml_collections.ConfigDict()
@@ -617,16 +626,41 @@ class EnvSection:
   max_obs_chars: int = 1000
   instructions: str = ""
   kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  tool_format: str = "tags"
+  self_play: bool = True
+  opponent: str = "random"
+  seat: int = 0
 
   @property
   def enabled(self) -> bool:
     return bool(self.name)
 
+  @property
+  def game(self) -> bool:
+    """Whether ``name`` is a game (``rlx.envs.register_game``): seats, opponents, win rates."""
+    from rlx.envs import game_names
+    return self.name in game_names()
+
+  @property
+  def players(self) -> int:
+    """A game's number of seats (1 for other environments)."""
+    if not self.game:
+      return 1
+    from rlx.envs import make_game
+    return make_game(self.name, **dict(self.kwargs)).num_players
+
+  @property
+  def seats(self) -> int:
+    """Episode rows per played game: the game's seats with self-play, else 1."""
+    return self.players if self.self_play else 1
+
   def completion_width(self, max_new_tokens: int) -> int:
     """An episode's completion width (actions + observations), fixed per run so that the update
     compiles once: every turn's budget and every observation but the last turn's, capped by
     ``max_episode_tokens``."""
-    width = self.max_turns * max_new_tokens + (self.max_turns - 1) * self.max_obs_tokens
+    # (a game's seat may read an observation before each of its turns: the other's move)
+    observations = self.max_turns if self.game else self.max_turns - 1
+    width = self.max_turns * max_new_tokens + observations * self.max_obs_tokens
     if self.max_episode_tokens:
       width = min(width, max(self.max_episode_tokens, max_new_tokens))
     return width
@@ -636,7 +670,7 @@ class EnvSection:
     if self.name == "tools":
       return dict(tools=tuple(self.tools), tool_timeout=self.tool_timeout,
                   max_obs_chars=self.max_obs_chars, instructions=self.instructions or None,
-                  **dict(self.kwargs))
+                  tool_format=self.tool_format, **dict(self.kwargs))
     return dict(self.kwargs)
 
 
@@ -1000,7 +1034,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   logging = _fields(LoggingSection, lg, "logging")
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
   lora = _lora_section(cfg.get("lora") or {}, _architecture(model, model_config, check_paths))
-  env = _env_section(cfg.get("env") or {}, algo)
+  env = _env_section(cfg.get("env") or {}, algo, data)
   if algo.aggregation is core.Aggregation.SEQ_MEAN_TOKEN_SUM_NORM and not algo.norm_constant:
     # C defaults to the completion width: a turn's budget, or an episode's with env.name
     width = (env.completion_width(sampling.max_new_tokens) if env.enabled
@@ -1021,16 +1055,16 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
                                       int(cfg["num_steps"])))
 
 
-def _env_section(section, algo: AlgoSection) -> EnvSection:
-  from rlx.envs import TOOLS, env_names
+def _env_section(section, algo: AlgoSection, data: DataSection | None = None) -> EnvSection:
+  from rlx.envs import OPPONENTS, TOOLS, env_names, game_names
   v = dict(section)
   v["kwargs"] = dict(v.get("kwargs") or {})
   v["tools"] = tuple(v.get("tools", ("calculator",)))
   env = _fields(EnvSection, v, "env", defaults=True)
   if not env.name:
     return env
-  _check(env.name in env_names(), "env.name", env.name,
-         f"unknown environment; allowed values: {_allowed([''] + env_names())}")
+  _check(env.name in env_names() + game_names(), "env.name", env.name,
+         f"unknown environment; allowed values: {_allowed([''] + env_names() + game_names())}")
   single_turn = OFFLINE_ALGORITHMS | PREFERENCE_ALGORITHMS | {Algorithm.REJECTION_SFT,
                                                               Algorithm.REMAX}
   _check(algo.name not in single_turn, "env.name", env.name,
@@ -1041,6 +1075,21 @@ def _env_section(section, algo: AlgoSection) -> EnvSection:
   _non_negative("env.max_episode_tokens", env.max_episode_tokens)
   _positive("env.tool_timeout", env.tool_timeout)
   _positive("env.max_obs_chars", env.max_obs_chars, True)
+  from rlx.envs import TOOL_FORMATS
+  _check(env.tool_format in TOOL_FORMATS, "env.tool_format", env.tool_format,
+         f"unknown tool-call format; allowed values: {_allowed(TOOL_FORMATS)}")
+  _check(env.tool_format == "tags" or data is None or data.prompt_format is PromptFormat.CHAT,
+         "env.tool_format", env.tool_format, "the qwen / llama3 tool formats are chat-template "
+         "turns (tool calls, tool messages): set data.prompt_format='chat'")
+  if env.game:
+    _check(env.opponent in OPPONENTS or ":" in env.opponent, "env.opponent", env.opponent,
+           f"allowed values: {_allowed(sorted(OPPONENTS))} or 'module:callable'")
+    players, seats = env.players, env.seats
+    _check(0 <= env.seat < players, "env.seat", env.seat,
+           f"must be a seat of the game: 0..{players - 1}")
+    _check(algo.group_size % seats == 0, "algo.group_size", algo.group_size,
+           f"self-play plays group_size / {seats} games per prompt, one row per seat: must be a "
+           f"multiple of {seats}")
   if env.name == "tools":
     for t in env.tools:
       _check(t in TOOLS, "env.tools", t, f"unknown tool; allowed values: {_allowed(sorted(TOOLS))}")

@@ -190,26 +190,70 @@ def sample_groups(setup, params, examples, key, *, n: int, greedy: bool = False,
 
 
 def sample_episodes(setup, params, examples, key, *, n: int, greedy: bool = False,
-                    temperature: float | None = None) -> dict:
+                    temperature: float | None = None, versus: bool = False) -> dict:
   """``n`` episodes of ``env.name`` per example (rlx.runtime.episodes), rows prompt-major; host
-  arrays like :func:`sample_groups` plus the loss mask, dense and final rewards and counters."""
-  from rlx.envs import make_env
+  arrays like :func:`sample_groups` plus the loss mask, dense and final rewards and counters.
+  A game with self-play plays ``n / seats`` games per example, grouped by (example, seat);
+  ``versus``: every seat of a game against ``env.opponent`` instead (``n`` episodes per
+  example and seat, the policy's seat in ``data["seat"]``)."""
   from rlx.runtime.episodes import run_episodes
   run, tok, fmt = setup.run, setup.tokenizer, setup.formatter
-  rows = [ex for ex in examples for _ in range(n)]
-  envs = [make_env(run.env.name, **run.env.make_kwargs()) for _ in rows]
+  rows, envs, seat_of, group_size = _episode_envs(run.env, examples, n, versus=versus)
 
   def render(example, text):
     ex = dataclasses.replace(example, prompt=text) if dataclasses.is_dataclass(example) else example
     return tok.encode(fmt(ex), add_bos=fmt.add_bos)
 
+  from rlx.envs.chat import episode_renderer
+  chat = episode_renderer(setup, envs)  # data.prompt_format="chat": the template's turns
   graphdef, params = sampler_model(setup, params)
-  return run_episodes(graphdef, params, tok, envs, rows,
+  data = run_episodes(graphdef, params, tok, envs, rows,
                       sampling_params(run, tok, n=1, greedy=greedy, temperature=temperature), key,
                       max_turns=run.env.max_turns, max_obs_tokens=run.env.max_obs_tokens,
-                      max_episode_tokens=run.env.max_episode_tokens, render=render, group_size=n,
+                      max_episode_tokens=run.env.max_episode_tokens,
+                      render=chat.render if chat else render,
+                      encode_observation=chat.observation_ids if chat else None,
+                      end_of_turn=tok.encode(chat.end_token) if chat else (),
+                      group_size=group_size,
                       prompt_width=run.data.max_prompt_len,
                       completion_width=run.env.completion_width(run.sampling.max_new_tokens))
+  data["seat"] = np.array(seat_of, np.int32)
+  return data
+
+
+def _episode_envs(env, examples, n: int, *, versus: bool = False
+                  ) -> tuple[list, list, list[int], int]:
+  """Each episode row's example, environment and seat (-1: not a game), and the rows per
+  group: ``n`` rows of
+  ``make_env`` per example; a game with self-play: ``n / seats`` games per example, rows
+  ordered (example, seat, game) so that groups are (example, seat) (a baseline per role);
+  a game against ``env.opponent`` (``versus`` or no self-play): one ``Versus`` per row, in
+  ``env.seat`` (``versus``: every seat in turn, groups (example, seat))."""
+  from rlx import envs as rlx_envs
+  rows, envs, seat_of = [], [], []
+  if not env.game:
+    for ex in examples:
+      rows += [ex] * n
+      envs += [rlx_envs.make_env(env.name, **env.make_kwargs()) for _ in range(n)]
+    return rows, envs, [-1] * len(rows), n
+  make = lambda: rlx_envs.make_game(env.name, **env.make_kwargs())  # noqa: E731
+  if env.self_play and not versus:
+    per = n // env.seats
+    for ex in examples:
+      tables = [rlx_envs.seats(make()) for _ in range(per)]
+      for seat in range(env.seats):
+        rows += [ex] * per
+        envs += [table[seat] for table in tables]
+        seat_of += [seat] * per
+    return rows, envs, seat_of, per
+  for ex in examples:
+    for seat in (range(env.players) if versus else [env.seat]):
+      for _ in range(n):  # each row its own opponent stream, seeded by the row: reproducible
+        envs.append(rlx_envs.Versus(make(), rlx_envs.make_opponent(env.opponent, seed=len(rows)),
+                                    player=seat))
+        rows.append(ex)
+        seat_of.append(seat)
+  return rows, envs, seat_of, n
 
 
 def episode_metrics(data: dict) -> dict[str, float]:
@@ -220,8 +264,25 @@ def episode_metrics(data: dict) -> dict[str, float]:
          ("turns", "tool_calls", "tool_errors", "obs_tokens", "env_errors")}
   out["env/tool_use_rate"] = float(np.mean(data["tool_calls"] > 0))
   out["env/turn_reward"] = float(np.mean(turn_rewards)) if turn_rewards else 0.0
+  seat = data.get("seat")
+  if seat is not None and (seat >= 0).any():  # a game: outcomes overall and by seat
+    out.update(game_metrics(data["rewards"], seat, data["counters"].get("invalid_move"), "env"))
   for reason in EPISODE_FINISH:
     out[f"env/finish/{reason}"] = float(np.mean([f == reason for f in data["episode_finish"]]))
+  return out
+
+
+def game_metrics(rewards, seat, invalid_moves, prefix: str) -> dict[str, float]:
+  """Win / draw / loss shares of game episodes (reward > 0, = 0, < 0), by seat too, and the
+  share of episodes with an invalid move."""
+  rewards, seat = np.asarray(rewards), np.asarray(seat)
+  out = {f"{prefix}/win_rate": float(np.mean(rewards > 0)),
+         f"{prefix}/draw_rate": float(np.mean(rewards == 0)),
+         f"{prefix}/loss_rate": float(np.mean(rewards < 0))}
+  for p in np.unique(seat):
+    out[f"{prefix}/win_rate/seat{int(p)}"] = float(np.mean(rewards[seat == p] > 0))
+  if invalid_moves is not None:
+    out[f"{prefix}/invalid_move_rate"] = float(np.mean(np.asarray(invalid_moves) > 0))
   return out
 
 
@@ -296,8 +357,10 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
       metrics["sample/text"] = sample_text(examples[0].prompt, texts[0])
     return ScoredGroups(rewards=traj.rewards, group_ids=traj.group_ids, data=traj)
 
+  # (a game with self-play groups each prompt's rows by seat: seats groups a prompt)
+  groups = algo.num_prompts * (setup.run.env.seats if setup.run.env.enabled else 1)
   result, filter_state = fill_batch(sample_fn, group_filter, filter_state,
-                                    num_groups=algo.num_prompts, max_refills=algo.max_refills)
+                                    num_groups=groups, max_refills=algo.max_refills)
   metrics.update({k: float(v) for k, v in result.metrics.items()})
   if len(result.rewards) == 0:
     return Collected(None, metrics, filter_state)
@@ -388,18 +451,22 @@ def evaluate(setup, params, key, scorer=None) -> dict[str, float]:
 
 def _evaluate_episodes(setup, params, examples, key) -> dict[str, float]:
   """Held-out episodes of ``env.name``: greedy and sampled; an episode is correct when its final
-  reward is >= 1 (the environment's verdict)."""
-  k, n_eval = setup.run.eval.num_samples, len(examples)
-  greedy = sample_episodes(setup, params, examples, key, n=1, greedy=True)
+  reward is >= 1 (the environment's verdict). A game is played against ``env.opponent`` in
+  every seat (``eval/win_rate``, by seat, draws, losses, invalid moves)."""
+  k, game = setup.run.eval.num_samples, setup.run.env.game
+  greedy = sample_episodes(setup, params, examples, key, n=1, greedy=True, versus=game)
   sampled = sample_episodes(setup, params, examples, jax.random.fold_in(key, 1), n=k,
-                            temperature=setup.run.eval.temperature)
-  correct = (sampled["rewards"] >= 1.0).reshape(n_eval, k)
+                            temperature=setup.run.eval.temperature, versus=game)
+  correct = (sampled["rewards"] >= 1.0).reshape(-1, k)
   out = {"eval/greedy_accuracy": float(np.mean(greedy["rewards"] >= 1.0)),
          "eval/pass@1": float(np.mean(correct)), f"eval/pass@{k}": float(np.mean(correct.any(1))),
          "eval/mean_length": float(np.mean(sampled["lengths"])),
          "eval/truncation_rate": float(np.mean(sampled["finish_reason"] == LENGTH))}
   out.update({name.replace("env/", "eval/env/"): v
               for name, v in episode_metrics(sampled).items()})
+  if game:  # against env.opponent in every seat: greedy outcomes
+    out.update(game_metrics(greedy["rewards"], greedy["seat"],
+                            greedy["counters"].get("invalid_move"), "eval"))
   texts = decode(setup.tokenizer, greedy["completion_tokens"],
                  greedy["completion_mask"].sum(1).astype(np.int32))
   out["eval/sample"] = sample_text(examples[0].prompt, texts[0])

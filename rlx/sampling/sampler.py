@@ -433,7 +433,7 @@ def _rows_from_batch(prompt_tokens, prompt_mask) -> list[np.ndarray]:
 def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: SamplingParams, key, *,
            buckets: Buckets = Buckets(), pad_id: int = 0, cache_dtype=jnp.float32,
            reserve: int = 0, return_state: bool = False, mesh=None, data_axes=("data", "fsdp"),
-           share_prefix: bool = True, decode_slots: int = 0):
+           share_prefix: bool = True, decode_slots: int = 0, hold=None):
   """Sample ``n`` completions for each prompt.
 
   Args:
@@ -458,6 +458,10 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
       number of slots (sampled differently from the static batch's stream; greedy decoding is
       the same). Prompts are always prefilled once each. Ignored with ``return_state`` (a
       continuation needs the static batch's cache).
+    hold: ``[B]`` bools (with ``return_state`` and ``n`` = 1): rows whose prompt is prefilled
+      but not sampled (length 0), e.g. a game seat waiting for the other player's move; a
+      :func:`continue_sampling` that appends to the row decodes its first action after the
+      appended tokens. Such a prompt needs at least 2 tokens (its last one is kept pending).
 
   Returns:
     A :class:`Rollout` of ``B·n`` rows (and the state when ``return_state``).
@@ -468,6 +472,14 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
     raise ValueError("every prompt needs at least one token (an all-padding prompt row was given)")
   r = len(rows) * sp.n
   width = Buckets.pick(buckets.prompt_lengths, max(len(x) for x in rows), "prompt length")
+  held = np.zeros((len(rows),), bool) if hold is None else np.asarray(hold, bool)
+  if held.any():
+    if held.shape != (len(rows),) or sp.n != 1 or not return_state:
+      raise ValueError("hold= needs one entry per prompt, n = 1 and return_state=True")
+    if any(len(x) < 2 for x, h in zip(rows, held) if h):
+      raise ValueError("a held prompt needs at least 2 tokens (its last one stays pending)")
+    pending = [int(x[-1]) if h else pad_id for x, h in zip(rows, held)]
+    rows = [x[:-1] if h else x for x, h in zip(rows, held)]
   if decode_slots < 0:
     raise ValueError(f"decode_slots={decode_slots}: must be >= 0 (0 = one static batch)")
   if decode_slots and not return_state:
@@ -485,6 +497,9 @@ def sample(graphdef, params, prompt_tokens, prompt_mask, sampling_params: Sampli
   done = np.arange(bb) >= r
   finish = np.full((bb,), LENGTH, np.int32)
   last = np.full((bb,), pad_id, np.int32)
+  if held.any():  # prefilled up to their pending last token, which the continuation writes
+    done[:r] |= held
+    last[:r] = pending
   max_len = width + n_new + reserve
   # Shared prefixes: the B/n-row prefill cache is made inside the program (a donated input of
   # B/n rows could not hold the B-row result).

@@ -64,23 +64,37 @@ def render_chat_template(
     *,
     add_generation_prompt: bool = False,
     special_tokens: Mapping[str, str | None] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    documents: Sequence[Mapping[str, Any]] | None = None,
     **kwargs: Any,
 ) -> str:
   """Renders a conversation with a jinja2 chat template.
 
   Args:
     template: the jinja2 source (e.g. `tokenizer_config.json["chat_template"]`).
-    messages: `[{"role": ..., "content": ...}, ...]`.
+    messages: `[{"role": ..., "content": ...}, ...]`; an assistant's tool calls as
+      `{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": ...,
+      "arguments": {...}}}]}`, their results as `{"role": "tool", "content": ...}`.
     add_generation_prompt: appends the template's assistant header (for sampling).
     special_tokens: `{"bos_token": "<s>", "eos_token": "</s>", ...}`; None values are omitted.
-    **kwargs: further template variables (e.g. `tools`, `enable_thinking`).
+    tools: the tools' JSON schemas (`{"type": "function", "function": {"name", "description",
+      "parameters"}}`), written where the template puts them (e.g. Qwen2.5's system message,
+      Llama 3.1's first user message). Like transformers, `tools` and `documents` are always
+      template variables (None when not given).
+    documents: retrieval documents (`[{"title": ..., "text": ...}]`) for templates that take them.
+    **kwargs: further template variables (e.g. `enable_thinking`, `date_string`).
 
   Returns:
     The rendered text. Template errors (including `raise_exception`) raise
     `jinja2.exceptions.TemplateError`.
   """
+  for tool in tools or ():
+    if not isinstance(tool, Mapping):
+      raise TypeError(f"tools: each tool is a JSON schema (a mapping), got {type(tool).__name__}")
   variables = {k: v for k, v in (special_tokens or {}).items() if v is not None}
   variables.update(kwargs)
   messages = [dict(m) for m in messages]
   return compile_chat_template(template).render(
-      messages=messages, add_generation_prompt=add_generation_prompt, **variables)
+      messages=messages, add_generation_prompt=add_generation_prompt,
+      tools=None if tools is None else [dict(t) for t in tools],
+      documents=None if documents is None else [dict(d) for d in documents], **variables)

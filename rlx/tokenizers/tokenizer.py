@@ -137,8 +137,9 @@ class Tokenizer(abc.ABC):
     """Renders ``messages`` with the tokenizer's chat template (text, not ids).
 
     Matches ``transformers`` ``apply_chat_template(..., tokenize=False)``; the special-token
-    strings are template variables. Encode the result with ``add_bos=False`` when the template
-    writes ``bos_token`` itself.
+    strings are template variables, and so are ``tools=`` (JSON schemas) and the other keyword
+    arguments (see :func:`rlx.tokenizers.render_chat_template`). Encode the result with
+    ``add_bos=False`` when the template writes ``bos_token`` itself.
     """
     template = chat_template or self.chat_template
     if template is None:

@@ -83,6 +83,28 @@ def test_three_turn_logprobs_equal_teacher_forcing_with_observations_masked(setu
   assert (out["logprobs"][lm == 0] == 0).all()
 
 
+def test_an_action_cut_by_the_turn_budget_is_closed_before_its_observation(setup):
+  (graphdef, params), tok = setup
+  examples = [{"prompt": p} for p in ("a b", "Solve x.", "Hi", "c")]
+  end = 7  # stands for a chat template's end-of-turn token
+  out = run_episodes(graphdef, params, tok, [Scripted() for _ in examples], examples,
+                     SamplingParams(temperature=1.0, max_new_tokens=3), jax.random.key(6),
+                     max_turns=3, max_obs_tokens=16, end_of_turn=[end], buckets=BUCKETS)
+  lm, cm = out["loss_mask"], out["completion_mask"]
+  cut = stopped = 0
+  for i in range(len(examples)):
+    toks = out["completion_tokens"][i, :int(cm[i].sum())].tolist()
+    for j in np.nonzero(np.diff(lm[i, :len(toks)]) < 0)[0]:  # the last token of an action
+      obs = toks[j + 1:j + 1 + len(tok.encode("<obs>11</obs>")) + 1]
+      if toks[j] == tok.eos_id:  # stopped: the observation follows as it is
+        stopped += 1
+        assert obs[0] != end
+      else:  # cut off at 3 tokens: closed first, with loss mask 0
+        cut += 1
+        assert obs[0] == end and lm[i, j + 1] == 0
+  assert cut and (stopped or cut >= 8)
+
+
 def test_a_crashing_environment_ends_only_its_episode(setup):
   (graphdef, params), tok = setup
   envs = [Scripted(), Scripted(fail_at=2), Scripted()]
