@@ -9,6 +9,7 @@ from rlx.data.batching import PlainFormat
 from rlx.data.batching import PromptBatch
 from rlx.data.batching import PromptBatchIterator
 from rlx.data.batching import bucket_size
+from rlx.data.batching import demonstration_segments
 from rlx.data.batching import make_prompt_batch
 from rlx.data.batching import make_sft_batch
 from rlx.data.curriculum import CurriculumIterator
@@ -58,6 +59,7 @@ from rlx.data.tasks import CalculationTask
 from rlx.data.tasks import CountdownTask
 from rlx.data.tasks import ListTask
 from rlx.data.tasks import Task
+from rlx.data.tasks import ToolMultiplicationTask
 from rlx.data.tasks import evaluate_expression
 from rlx.data.tasks import extract_answer
 from rlx.data.tasks import generate_example
@@ -76,8 +78,9 @@ __all__ = [
     "PreferencePair", "PromptBatch", "PromptBatchIterator", "ReasoningGymSource",
     "RefillExhaustedWarning",
     "ScoredGroups", "StagedCurriculum", "StdEMA", "SyntheticPreferenceSource", "Task",
-    "TaskSource", "TfdsSource", "UnpairedJsonlSource", "UnpairedView",
-    "bucket_size", "epoch_order", "evaluate_expression", "extract_answer", "fill_batch",
+    "TaskSource", "TfdsSource", "ToolMultiplicationTask", "UnpairedJsonlSource", "UnpairedView",
+    "bucket_size", "demonstration_segments", "epoch_order", "evaluate_expression",
+    "extract_answer", "fill_batch",
     "filter_metrics", "generate_example", "generate_examples", "get_task", "group_stats",
     "gsm8k_answer", "last_boxed", "load_task_tokenizer", "make_pair_batch", "make_prompt_batch", "make_sft_batch",
     "make_unpaired_batch", "pair_arrays",

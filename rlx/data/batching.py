@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from rlx.data.example import Example
 from rlx.data.iterator import ExampleIterator, IteratorState
+from rlx.data.tasks import EPISODE
 from rlx.tokenizers import Tokenizer, pad_sequences
 
 
@@ -177,6 +178,22 @@ class PromptBatchIterator(Iterator[PromptBatch]):
 
 
 # --- SFT ---------------------------------------------------------------------------------------
+def demonstration_segments(example: Example, *, episodes: bool = False) -> list[tuple[str, bool]]:
+  """The ``(text, trained)`` segments of an example's demonstration after its prompt.
+
+  ``example.solution`` is one trained turn. With ``episodes`` and ``info["episode"]`` (the texts
+  of action 1, observation 1, action 2, ..., as an environment plays them: see
+  ``rlx.data.tasks.ToolMultiplicationTask``), the actions are trained turns and the observations
+  are not."""
+  episode = (example.info or {}).get(EPISODE) if episodes else None
+  if not episode:
+    return [(example.solution, True)]
+  if len(episode) % 2 == 0:
+    raise ValueError(f"{example.pair_id or example.prompt!r}: info['episode'] must alternate "
+                     f"actions and observations and end with an action; got {len(episode)} texts")
+  return [(str(text), i % 2 == 0) for i, text in enumerate(episode)]
+
+
 def make_sft_batch(
     examples: Sequence[Example],
     tokenizer: Tokenizer,
@@ -184,19 +201,46 @@ def make_sft_batch(
     formatter: Formatter = PlainFormat(),
     max_len: int | None = None,
     truncate: bool = False,
+    episodes: bool = False,
+    render: Callable[[Example], Sequence[int]] | None = None,
+    encode_observation: Callable[[str], Sequence[int]] | None = None,
+    end_of_turn: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
   """Right-padded demonstrations: formatted prompt + ``example.solution`` + eos.
 
+  ``episodes``: an example with ``info["episode"]`` is a multi-turn demonstration
+  (:func:`demonstration_segments`), tokenized as ``rlx.runtime.episodes.run_episodes``
+  assembles an episode of the same texts: each action's tokens, then ``end_of_turn`` (default
+  eos: where sampling stops a turn), loss mask 1; each observation's ``encode_observation``
+  tokens (default ``tokenizer.encode``), attended to, loss mask 0.
+
+  Args:
+    render: ``example → prompt token ids`` (default the ``formatter``'s text, encoded with bos
+      if it says so); a chat renderer's first prompt for episodes.
+
   Returns:
     ``tokens [B,S] int32``, ``mask [B,S] bool`` (all real tokens) and ``loss_mask [B,S] bool``
-    (the solution and eos tokens only, i.e. the targets of next-token prediction).
+    (the solution's or actions' tokens and their eos only, i.e. the targets of next-token
+    prediction).
   """
+  encode = encode_observation or tokenizer.encode
+
+  def turn(text):  # a trained turn: its tokens and the end of turn
+    if end_of_turn is None:
+      return list(tokenizer.encode(text, add_eos=True))
+    return list(tokenizer.encode(text)) + list(end_of_turn)
+
   seqs, targets = [], []
   for ex in examples:
-    prompt = tokenizer.encode(formatter(ex), add_bos=formatter.add_bos)
-    target = tokenizer.encode(ex.solution, add_eos=True)
-    seqs.append(prompt + target)
-    targets.append([False] * len(prompt) + [True] * len(target))
+    seq = list(render(ex) if render is not None else
+               tokenizer.encode(formatter(ex), add_bos=formatter.add_bos))
+    target = [False] * len(seq)
+    for text, trained in demonstration_segments(ex, episodes=episodes):
+      ids = turn(text) if trained else list(encode(text))
+      seq += ids
+      target += [trained] * len(ids)
+    seqs.append(seq)
+    targets.append(target)
   tokens, mask = pad_sequences(seqs, pad_id=tokenizer.pad_id, left_pad=False, max_len=max_len,
                                truncate=truncate)
   loss_mask, _ = pad_sequences([[int(t) for t in tg] for tg in targets], pad_id=0,

@@ -7,14 +7,18 @@ scores a model completion 1.0 / 0.0 by the *last* ``Answer:`` line it contains.
 
 Difficulty:
 
-=============  ===================================  =========
-task           difficulty                           range
-=============  ===================================  =========
-arithmetic     digits per operand (+, -, *)         1 .. 12
-countdown      how many numbers must be combined    2 .. 6
-calculation    steps of a nested expression         1 .. 20
-sort, reverse  list length                          2 .. 24
-=============  ===================================  =========
+===================  ===================================  =========
+task                 difficulty                           range
+===================  ===================================  =========
+arithmetic           digits per operand (+, -, *)         1 .. 12
+countdown            how many numbers must be combined    2 .. 6
+calculation          steps of a nested expression         1 .. 20
+sort, reverse        list length                          2 .. 24
+tool_multiplication  digits per operand (*, calculator)   1 .. 6
+===================  ===================================  =========
+
+``tool_multiplication``'s demonstrations are multi-turn episodes (``info["episode"]``) for the
+tool-use environment (``env.name="tools"``, docs/envs.md).
 
 ``reference_solve(example, capacity, rng)`` is a fixed reference solver used to calibrate the
 difficulty knob: it answers exactly when ``difficulty <= capacity`` and guesses otherwise, so its
@@ -372,12 +376,59 @@ class ListTask(Task):
     return ", ".join(str(x) for x in rng.permutation(example.info["items"]))
 
 
+# --- multiplication with a calculator ---------------------------------------------------------
+EPISODE = "episode"  # Example.info key of a multi-turn demonstration (see ToolMultiplicationTask)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolMultiplicationTask(Task):
+  """``a * b`` for two ``difficulty``-digit integers, to be answered with the ``calculator`` tool
+  of ``rlx.envs.ToolEnv`` (``env.name="tools"``): beyond a tiny model's mental arithmetic, but
+  its answer can be copied from the tool's output.
+
+  Each example's demonstration is a whole episode in ``info["episode"]`` (texts of action 1,
+  observation 1, action 2, ...; SFT with ``env.name`` set renders it turn by turn,
+  ``rlx.data.make_sft_batch``): a ``tool_share`` of the examples (drawn per example) call the
+  tool, read its output and answer with it ::
+
+      <tool>calculator: 347 * 582</tool> | <obs>201954</obs> | Answer: 201954
+
+  and the others answer at once (``Answer: 201954``, one turn), as if computed in the head: a
+  model trained on the mix calls the tool only sometimes. ``solution`` is the episode's texts on
+  separate lines; ``info["uses_tool"]`` says which kind the demonstration is.
+  """
+
+  name: str = "tool_multiplication"
+  min_difficulty: int = 1
+  max_difficulty: int = 6
+  tool_share: float = 0.25
+
+  def generate(self, rng, difficulty):
+    d = self.check_difficulty(difficulty)
+    a, b = _digits(rng, d), _digits(rng, d)
+    value = a * b
+    uses_tool = bool(rng.random() < self.tool_share)
+    final = f"Answer: {value}"
+    episode = [f"<tool>calculator: {a} * {b}</tool>", f"<obs>{value}</obs>", final] if (
+        uses_tool) else [final]
+    return Example(prompt=f"What is {a} * {b}?", answer=str(value), task=self.name, difficulty=d,
+                   solution="\n".join(episode),
+                   info={"a": a, "b": b, "uses_tool": uses_tool, EPISODE: episode})
+
+  def solve(self, example):
+    return str(example.info["a"] * example.info["b"])
+
+  def guess(self, example, rng):
+    return str(_digits(rng, len(self.solve(example))))
+
+
 TASKS: dict[str, Task] = {
     "arithmetic": ArithmeticTask(),
     "countdown": CountdownTask(),
     "calculation": CalculationTask(),
     "sort": ListTask(name="sort", mode="sort"),
     "reverse": ListTask(name="reverse", mode="reverse"),
+    "tool_multiplication": ToolMultiplicationTask(),
 }
 
 

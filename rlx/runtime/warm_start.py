@@ -6,11 +6,12 @@ main phase at once (the global step still counts the warm start's ``sft_steps``)
 warm start runs in the workdir as usual and its final checkpoint is copied into the cache.
 
 ``key`` is a hash of everything that determines the warm start's parameters: the model, data,
-mesh and LoRA sections, the warm start's own fields, the optimizer settings but its (RL)
-learning rate, the seed, ``checkpoint.init_from``, the size and modification time of every file
-under the local paths the run reads (weights, data, tokenizer, ``init_from``), and a hash of
-rlx's source files. Every shipped per-algorithm config shares one key, so the first of them trains the
-warm start and the others load it.
+mesh and LoRA sections, the env section of an episode run (its demonstrations are episodes), the
+warm start's own fields, the optimizer settings but its (RL) learning rate, the seed,
+``checkpoint.init_from``, the size and modification time of every file under the local paths
+the run reads (weights, data, tokenizer, ``init_from``), and a hash of rlx's source files. Every
+shipped per-algorithm config shares one key, so the first of them trains the warm start and the
+others load it.
 
 An entry is written to a temporary directory and renamed into place, so a reader never sees a
 half-written one; each step directory carries its checksums (``rlx.runtime.checkpoint``) and a
@@ -51,6 +52,7 @@ def cache_entry(run: rlx_config.RunConfig) -> str | None:
   parts = (FORMAT, _code_hash(), run.seed, run.model, run.data, run.mesh, run.lora,
            dataclasses.replace(w, cache_dir=""),
            dataclasses.replace(run.optim, learning_rate=0.0), run.checkpoint.init_from,
+           run.env if run.env.enabled else None,  # episode demonstrations and their prompts
            [_fingerprint(p) for p in (run.model.path, run.data.path, run.data.eval_path,
                                       run.data.tokenizer, run.checkpoint.init_from)])
   key = hashlib.sha256(repr(parts).encode()).hexdigest()[:20]

@@ -67,6 +67,9 @@ def test_key_follows_what_makes_the_warm_start(tmp_path):
              entry(optim__weight_decay=0.1), entry(warm_start__num_examples=64),
              entry(checkpoint__init_from=str(tmp_path))]
   assert len({base, *changed}) == len(changed) + 1
+  # An episode run's demonstrations are episodes with the environment's prompts: its own entry.
+  tools = entry(env__name="tools")
+  assert tools not in {base, *changed} and entry(env__name="tools", env__instructions="x") != tools
   # No cache: none configured, no warm start, or SFT is the run itself.
   assert warm_start.cache_entry(rlx_config.validate(config(""))) is None
   assert entry(warm_start__sft_steps=0) is None

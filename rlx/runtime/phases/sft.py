@@ -88,9 +88,41 @@ class SFTPhase(Phase):
     self.examples.set_state(host["data"])
 
   def step(self, step: int):
-    b = make_sft_batch(next(self.examples), self.setup.tokenizer, formatter=self.setup.formatter,
-                       max_len=self.run.data.max_seq_len, truncate=True)
+    examples, kwargs = next(self.examples), {}
+    if self.run.env.enabled:  # the warm start of an episode run: demonstrations are episodes
+      examples, kwargs = episode_demonstrations(self.setup, examples)
+    b = make_sft_batch(examples, self.setup.tokenizer, formatter=self.setup.formatter,
+                       max_len=self.run.data.max_seq_len, truncate=True, **kwargs)
     batch = sft.sft_batch(*(distributed.gather_rows(b[k]) for k in ("tokens", "mask",
                                                                      "loss_mask")))
     self.state, metrics = self.update(self.state, batch, self.hp)
     return metrics, {}
+
+
+def episode_demonstrations(setup, examples) -> tuple[list, dict]:
+  """``(examples, make_sft_batch keyword arguments)`` of an episode run's warm start: each
+  example's prompt is the text its environment's ``reset`` returns, and its ``info["episode"]``
+  demonstration is rendered as ``rlx.runtime.rollouts.sample_episodes`` renders episodes (with
+  ``data.prompt_format="chat"``, the chat renderer's prompt, observations and end of turn), so
+  that it is token for token the episode of the same texts (an observation keeps its first
+  ``env.max_obs_tokens`` tokens, as there). An ``env.name`` that is not a ``register_env`` name
+  (a game) keeps the examples' prompts."""
+  from rlx.envs import env_names, make_env
+  from rlx.envs.chat import episode_renderer
+  run = setup.run
+  kwargs: dict = {"episodes": True}
+  if run.env.name not in env_names():
+    return list(examples), kwargs
+  envs = [make_env(run.env.name, **run.env.make_kwargs()) for _ in examples]
+  try:
+    examples = [dataclasses.replace(ex, prompt=env.reset(ex)) for env, ex in zip(envs, examples)]
+    chat = episode_renderer(setup, envs)
+  finally:
+    for env in envs:
+      env.close()
+  encode = setup.tokenizer.encode if chat is None else chat.observation_ids
+  kwargs["encode_observation"] = lambda text: list(encode(text))[:run.env.max_obs_tokens]
+  if chat is not None:
+    kwargs.update(render=lambda ex: chat.render(ex, ex.prompt),
+                  end_of_turn=setup.tokenizer.encode(chat.end_token))
+  return examples, kwargs
