@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
 
 if __package__ in (None, ""):  # python experiments/run.py STUDY
@@ -31,8 +32,10 @@ def write_index(path: str | None = None) -> str:
   with open(os.path.join(runner.EXPERIMENTS_DIR, "INTRO.md")) as f:
     intro = f.read()
   lines = [intro.rstrip() + "\n", "| study | question | finding (small scale) |", "|---|---|---|"]
-  studies = sorted(((runner.load_study(n), n) for n in runner.study_names()),
-                   key=lambda sn: sn[0].title)  # "Study 1: ..." first
+  def order(sn):  # "Study 2: ..." before "Study 10: ..."
+    m = re.match(r"Study (\d+)", sn[0].title)
+    return (int(m.group(1)) if m else 10**6, sn[0].title)
+  studies = sorted(((runner.load_study(n), n) for n in runner.study_names()), key=order)
   for s, name in studies:
     lines.append(f"| [{s.title}]({name}/README.md) | {s.question} | "
                  f"{s.finding or s.status or 'not yet run'} |")

@@ -201,6 +201,10 @@ def sft_config(cfg):
   s.model.value_head = False
   s.data = copy.deepcopy(cfg.data)
   s.optim = copy.deepcopy(cfg.optim)
+  s.env = copy.deepcopy(cfg.env)  # an episode run's demonstrations are episodes
+  default_env = rlx_config.default_config().env
+  for field in ("self_play", "seat", "opponent"):  # who plays the RL games, not the demos
+    s.env[field] = default_env[field]
   rlx_config.apply_algorithm(s, "sft")
   s.num_steps = cfg.warm_start.sft_steps
   s.optim.learning_rate = cfg.warm_start.learning_rate
@@ -566,7 +570,7 @@ def table_markdown(study: Study, res: Results) -> str:
     cells = [row["variant"], str(row["seeds"])]
     for m in study.metrics:
       mu, sd = row[m.label]
-      cells.append(f"{_fmt(mu, m.fmt)} ± {_fmt(sd, m.fmt)}")
+      cells.append("n/a" if math.isnan(mu) else f"{_fmt(mu, m.fmt)} ± {_fmt(sd, m.fmt)}")
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 

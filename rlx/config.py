@@ -249,7 +249,7 @@ def default_config() -> ml_collections.ConfigDict:
   #                     policy plays env.seat against env.opponent
   v.opponent = "random"  # a game's fixed opponent (evaluation, and training without self-play):
   #                        rlx.envs.OPPONENTS name ("random", "nim_optimal") or "module:callable"
-  v.seat = 0  # the policy's seat without self-play
+  v.seat = 0  # the policy's seat without self-play (-1: every seat in turn)
 
   # --- rewards ------------------------------------------------------------------------------
   c.rewards = r = ml_collections.ConfigDict()
@@ -324,6 +324,8 @@ def default_config() -> ml_collections.ConfigDict:
   g.every_steps = 1  # write metrics every N steps (fetched one step late)
   g.stdout = True  # also print them (a progress line about every 1% of the run)
   g.tensorboard = True  # also write TensorBoard event files to WORKDIR/tensorboard
+  g.rollouts_every = 10  # episode runs (env.name): every N-th step's whole episodes to
+  #                        WORKDIR/rollouts/ (python -m rlx.runtime.rollout_log WORKDIR); 0 = off
 
   # --- parameter-efficient training (docs/lora.md) -----------------------------------------
   c.lora = lo = ml_collections.ConfigDict()
@@ -387,6 +389,7 @@ class ModelSection:
           n_layers=self.n_layers, n_heads=self.n_heads, n_kv_heads=self.n_kv_heads,
           head_dim=self.head_dim, d_ff=self.d_ff, tie_embeddings=self.tie_embeddings,
           qkv_bias=self.qkv_bias, rope_theta=self.rope_theta, norm_eps=self.norm_eps,
+          qk_norm=str(getattr(self.family, "value", self.family)) == "qwen3",  # Qwen3's q/k norm
           dtype=self.dtype, param_dtype=self.dtype)
     return models.get_config(self.preset, dtype=self.dtype, param_dtype=self.dtype)
 
@@ -572,6 +575,7 @@ class LoggingSection:
   every_steps: int
   stdout: bool
   tensorboard: bool = True
+  rollouts_every: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1031,6 +1035,7 @@ def validate(cfg: ml_collections.ConfigDict, *, check_paths: bool = True) -> Run
   evaluation = _fields(EvalSection, e, "eval")
   lg = dict(_section(cfg, "logging"))
   _positive("logging.every_steps", lg.get("every_steps", 0), True)
+  _non_negative("logging.rollouts_every", lg.get("rollouts_every", 0))
   logging = _fields(LoggingSection, lg, "logging")
   mesh = _mesh_section(cfg.get("mesh") or {}, algo)
   lora = _lora_section(cfg.get("lora") or {}, _architecture(model, model_config, check_paths))
@@ -1065,10 +1070,11 @@ def _env_section(section, algo: AlgoSection, data: DataSection | None = None) ->
     return env
   _check(env.name in env_names() + game_names(), "env.name", env.name,
          f"unknown environment; allowed values: {_allowed([''] + env_names() + game_names())}")
-  single_turn = OFFLINE_ALGORITHMS | PREFERENCE_ALGORITHMS | {Algorithm.REJECTION_SFT,
-                                                              Algorithm.REMAX}
+  single_turn = (OFFLINE_ALGORITHMS - {Algorithm.SFT}) | PREFERENCE_ALGORITHMS | {
+      Algorithm.REJECTION_SFT, Algorithm.REMAX}
   _check(algo.name not in single_turn, "env.name", env.name,
-         f"episodes are trained by the policy-gradient algorithms (grpo family, ppo), not "
+         f"episodes are trained by the policy-gradient algorithms (grpo family, ppo) and "
+         f"demonstrated to sft (the warm start of an episode run), not "
          f"algo.name={algo.name.value!r}")
   _positive("env.max_turns", env.max_turns, True)
   _positive("env.max_obs_tokens", env.max_obs_tokens, True)
@@ -1085,9 +1091,10 @@ def _env_section(section, algo: AlgoSection, data: DataSection | None = None) ->
     _check(env.opponent in OPPONENTS or ":" in env.opponent, "env.opponent", env.opponent,
            f"allowed values: {_allowed(sorted(OPPONENTS))} or 'module:callable'")
     players, seats = env.players, env.seats
-    _check(0 <= env.seat < players, "env.seat", env.seat,
-           f"must be a seat of the game: 0..{players - 1}")
-    _check(algo.group_size % seats == 0, "algo.group_size", algo.group_size,
+    _check(-1 <= env.seat < players, "env.seat", env.seat,
+           f"must be a seat of the game, 0..{players - 1}, or -1 (every seat in turn)")
+    _check(algo.name is Algorithm.SFT or algo.group_size % seats == 0, "algo.group_size",
+           algo.group_size,
            f"self-play plays group_size / {seats} games per prompt, one row per seat: must be a "
            f"multiple of {seats}")
   if env.name == "tools":

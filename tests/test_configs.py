@@ -14,7 +14,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
 CONFIG_FILES = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
 PAPER_CONFIGS = ["grpo_qwen25_math_7b", "dapo_qwen25_math_7b", "dr_grpo_qwen25_math_7b",
                  "thinkprune_r1_distill_1p5b", "grpo_qlora_qwen25_math_7b", "humaneval", "mbpp",
-                 "torl_qwen25_math_1p5b"]
+                 "torl_qwen25_math_1p5b", "search_r1_qwen25_7b", "spiral_qwen3_4b"]
 ALGORITHMS = ["sft", "grpo", "dr_grpo", "dapo", "gspo", "cispo", "rloo", "reinforce_pp",
               "reinforce_pp_baseline", "remax", "ppo"]
 
@@ -73,7 +73,7 @@ def test_paper_configs_build_abstract_models(name):
   _, params = models.abstract(model_config)  # eval_shape: no memory
   n = sum(x.size for x in jax.tree.leaves(params))
   expected = {"thinkprune_r1_distill_1p5b": 1.78e9,
-              "torl_qwen25_math_1p5b": 1.54e9}.get(name, 7.6e9)
+              "torl_qwen25_math_1p5b": 1.54e9, "spiral_qwen3_4b": 4.02e9}.get(name, 7.6e9)
   assert abs(n - expected) / expected < 0.03, n
   if run.lora.enabled:  # adapters over NF4 codes: 2 weights a byte, adapters ~2% of the base
     from rlx.models import lora

@@ -183,15 +183,19 @@ def demonstration_segments(example: Example, *, episodes: bool = False) -> list[
 
   ``example.solution`` is one trained turn. With ``episodes`` and ``info["episode"]`` (the texts
   of action 1, observation 1, action 2, ..., as an environment plays them: see
-  ``rlx.data.tasks.ToolMultiplicationTask``), the actions are trained turns and the observations
-  are not."""
+  ``rlx.data.tasks.ToolMultiplicationTask``; ``None`` as action 1: the episode opens with an
+  observation, ``rlx.envs.games.play_demonstrations``), the actions are trained turns and the
+  observations are not."""
   episode = (example.info or {}).get(EPISODE) if episodes else None
   if not episode:
     return [(example.solution, True)]
   if len(episode) % 2 == 0:
     raise ValueError(f"{example.pair_id or example.prompt!r}: info['episode'] must alternate "
                      f"actions and observations and end with an action; got {len(episode)} texts")
-  return [(str(text), i % 2 == 0) for i, text in enumerate(episode)]
+  out = [(str(text), i % 2 == 0) for i, text in enumerate(episode)]
+  # A leading None: the episode waits before its first action (a game seat that does not move
+  # first), so it opens with an observation.
+  return out[1:] if episode[0] is None else out
 
 
 def make_sft_batch(

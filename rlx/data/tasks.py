@@ -422,6 +422,153 @@ class ToolMultiplicationTask(Task):
     return str(_digits(rng, len(self.solve(example))))
 
 
+@dataclasses.dataclass(frozen=True)
+class DirectMultiplicationTask(ToolMultiplicationTask):
+  """``tool_multiplication`` with direct-answer demonstrations only (``tool_share = 0``): the
+  same problems for a seed and index (the generator's draws are the same), each demonstrated as
+  ``Answer: 201954`` with no tool call. The no-tool arm of ``experiments/tool_use``."""
+
+  name: str = "direct_multiplication"
+  tool_share: float = 0.0
+
+
+# --- lookup: questions answerable only from a local document collection (search tool) ---------
+LOOKUP_ITEMS = 1000  # records in the shipped collection (rlx/data/assets/lookup_items.jsonl)
+LOOKUP_SEED = 20_251_208  # the collection's fixed generator seed
+
+
+def lookup_collection(num_items: int = LOOKUP_ITEMS, seed: int = LOOKUP_SEED) -> list[dict]:
+  """The ``lookup`` task's document collection: ``num_items`` records ``{"title": "item 4821",
+  "text": "price 37"}`` (distinct 4-digit item ids, prices 10-99), a pure function of ``seed``."""
+  rng = np.random.default_rng(seed)
+  ids = rng.choice(np.arange(1000, 10000), size=num_items, replace=False)
+  prices = rng.integers(10, 100, size=num_items)
+  return [{"title": f"item {int(i)}", "text": f"price {int(p)}"} for i, p in zip(ids, prices)]
+
+
+def lookup_documents_path() -> str:
+  """The shipped collection (40 kB of JSONL, written by :func:`write_lookup_collection`)."""
+  import os
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "lookup_items.jsonl")
+
+
+def write_lookup_collection(path: str | None = None) -> str:
+  """Write :func:`lookup_collection` as JSONL to ``path`` (default: the shipped asset)."""
+  import json
+  path = path or lookup_documents_path()
+  with open(path, "w", encoding="utf-8") as f:
+    for row in lookup_collection():
+      f.write(json.dumps(row) + "\n")
+  return path
+
+
+_LOOKUP_SEARCH: dict = {}
+
+
+def lookup_search(query: str, k: int = 1) -> str:
+  """What the ``search`` tool (``rlx.data.retrieval.search_tool`` over the shipped collection,
+  top ``k``) answers to ``query``; memoised, so rendering demonstrations stays cheap."""
+  key = (query, k)
+  if key not in _LOOKUP_SEARCH:
+    from rlx.data.retrieval import search_tool
+    _LOOKUP_SEARCH[key] = search_tool(lookup_documents_path(), k=k)(query)
+  return _LOOKUP_SEARCH[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupTask(Task):
+  """"What does item 4821 cost?": the price is only in a local document collection
+  (:func:`lookup_collection`, shipped as ``rlx/data/assets/lookup_items.jsonl``: 1000 records
+  ``item 4821: price 37`` drawn from a fixed seed), to be found with the ``search`` tool of
+  ``rlx.envs.ToolEnv`` (``env.tool_kwargs = {"search": {"documents": lookup_documents_path(),
+  "k": 1}}``). Questions are split by item: a fixed quarter of the items (collection index
+  ``% 4 == 3``) are asked only by the held-out task (:meth:`held_out_task`, which the runtime
+  uses for ``data.task``'s held-out source), so held-out questions are about items never asked
+  in training: a model can answer them only by searching.
+
+  ``solution`` is the direct answer (``Answer: 37``: the single-turn demonstration, a guess for
+  a model that has not memorised the item); ``info["episode"]`` is the multi-turn demonstration
+  (SFT with ``env.name="tools"``): for a ``tool_share`` of the examples (drawn per example) ::
+
+      <tool>search: item 4821</tool> | <obs>[1] item 4821: price 37</obs> | Answer: 37
+
+  with the observation rendered by the real tool (:func:`lookup_search`), else the direct
+  answer alone. ``info["uses_tool"]`` says which. Difficulty ``d`` asks for the total price of
+  ``d`` distinct items ("What do items 4821, 1537 and 2753 cost in total?"): one search per item
+  (a multi-hop question; the study uses ``d = 1``).
+  """
+
+  name: str = "lookup"
+  min_difficulty: int = 1
+  max_difficulty: int = 4  # distinct items whose prices are summed: one search each
+  tool_share: float = 0.25
+  k: int = 1  # documents the search tool returns (the config's tool_kwargs["search"]["k"])
+  split: str = "train"  # "train" (3/4 of the items), "held_out" (the other 1/4) or "all"
+
+  def held_out_task(self) -> "LookupTask":
+    """The same task asking only about the held-out items."""
+    return dataclasses.replace(self, split="held_out")
+
+  def items(self) -> list[tuple[int, int]]:
+    rows = _lookup_rows()
+    keep = {"train": lambda j: j % 4 != 3, "held_out": lambda j: j % 4 == 3,
+            "all": lambda j: True}[self.split]
+    return [r for j, r in enumerate(rows) if keep(j)]
+
+  def generate(self, rng, difficulty):
+    d = self.check_difficulty(difficulty)
+    items = _lookup_items(self.split)
+    picked: list[tuple[int, int]] = []
+    while len(picked) < d:  # d distinct items
+      row = items[int(rng.integers(len(items)))]
+      if row not in picked:
+        picked.append(row)
+    uses_tool = bool(rng.random() < self.tool_share)
+    total = sum(p for _, p in picked)
+    final = f"Answer: {total}"
+    episode = []
+    if uses_tool:
+      for item, _ in picked:
+        query = f"item {item}"
+        episode += [f"<tool>search: {query}</tool>", f"<obs>{lookup_search(query, self.k)}</obs>"]
+    episode.append(final)
+    if d == 1:
+      item, price = picked[0]
+      prompt, info = f"What does item {item} cost?", {"item": item, "price": price}
+    else:
+      names = ", ".join(str(i) for i, _ in picked[:-1]) + f" and {picked[-1][0]}"
+      prompt = f"What do items {names} cost in total?"
+      info = {"items": [i for i, _ in picked], "prices": [p for _, p in picked]}
+    return Example(prompt=prompt, answer=str(total), task=self.name, difficulty=d,
+                   solution=final, info={**info, "uses_tool": uses_tool, EPISODE: episode})
+
+  def solve(self, example):
+    return str(sum(example.info.get("prices") or [example.info["price"]]))
+
+  def guess(self, example, rng):
+    return str(int(rng.integers(10, 100, size=example.difficulty).sum()))
+
+
+_LOOKUP_CACHE: dict = {}
+
+
+def _lookup_rows() -> list[tuple[int, int]]:
+  """``(item id, price)`` of the shipped collection, in file order."""
+  if "rows" not in _LOOKUP_CACHE:
+    import json
+    with open(lookup_documents_path(), encoding="utf-8") as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    _LOOKUP_CACHE["rows"] = [(int(r["title"].split()[1]), int(r["text"].split()[1]))
+                             for r in rows]
+  return _LOOKUP_CACHE["rows"]
+
+
+def _lookup_items(split: str) -> list[tuple[int, int]]:
+  if split not in _LOOKUP_CACHE:
+    _LOOKUP_CACHE[split] = LookupTask(split=split).items()
+  return _LOOKUP_CACHE[split]
+
+
 TASKS: dict[str, Task] = {
     "arithmetic": ArithmeticTask(),
     "countdown": CountdownTask(),
@@ -429,6 +576,8 @@ TASKS: dict[str, Task] = {
     "sort": ListTask(name="sort", mode="sort"),
     "reverse": ListTask(name="reverse", mode="reverse"),
     "tool_multiplication": ToolMultiplicationTask(),
+    "lookup": LookupTask(),
+    "direct_multiplication": DirectMultiplicationTask(),
 }
 
 

@@ -11,7 +11,7 @@ from rlx.envs.base import (Environment, Game, Seat, StepResult, Versus, env_name
 from rlx.envs.games import (OPPONENTS, Nim, game_names, make_game, make_opponent,
                             random_opponent, register_game)
 from rlx.envs.gym import GymTextEnv
-from rlx.envs.retrieval import BM25, load_documents, search_tool
+from rlx.data.retrieval import BM25, load_documents, search_tool
 from rlx.envs.tools import (TOOL_ARGS, TOOL_FORMATS, TOOLS, ToolCall, ToolEnv, calculator,
                             find_tool_call, parse_tool_call, python_tool, tool_schema)
 from rlx.envs.chat import ChatRenderer, episode_renderer

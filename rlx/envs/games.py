@@ -91,6 +91,29 @@ def make_opponent(spec: str, seed: int = 0) -> Callable[[Game, str], str]:
   return getattr(importlib.import_module(module), name)(seed)
 
 
+def play_demonstrations(game: Game, example, policy: Callable[[Game, str], str]
+                        ) -> list[tuple[int, str, list]]:
+  """One game of ``example`` with ``policy`` in every seat, as each seat's episode would hold
+  it in self-play (``seats``): ``[(seat, prompt, texts)]``, ``texts`` alternating action and
+  observation from the seat's first action; a seat whose first move is not its own (it waits)
+  starts with ``None`` then its first observation. Seats that never moved are left out. For an
+  SFT warm start of a game run (the format of moves, e.g. from random legal moves)."""
+  game.reset(example)
+  prompts = [game.observe(p) for p in range(game.num_players)]
+  first = game.to_move()
+  texts: list[list] = [[] if p == first else [None] for p in range(game.num_players)]
+  moved = [False] * game.num_players
+  while not game.over():
+    p = game.to_move()
+    if moved[p] or p != first:
+      texts[p].append(game.observe(p))
+    action = policy(game, "")
+    texts[p].append(action)
+    moved[p] = True
+    game.act(action)
+  return [(p, prompts[p], texts[p]) for p in range(game.num_players) if moved[p]]
+
+
 # ----- Nim -----
 
 _DIGITS = re.compile(r"\d+")
@@ -99,11 +122,13 @@ _DIGITS = re.compile(r"\d+")
 class Nim(Game):
   """One pile of stones; players alternate taking 1 to ``max_take``; taking the last stone
   wins (+1, the other seat -1). A move is the first number in the action; anything else (no
-  number, out of range, more than the pile) loses at once (``invalid_move``).
+  number, out of range, more than the pile) loses at once (``invalid_move``). Info also counts
+  the moves made where a winning move existed (``winnable``) and those that took it
+  (``winning_moves``: leaving a multiple of ``max_take + 1``).
 
   The pile is the example's ``info["pile"]``, else drawn from ``[min_pile, max_pile]`` by the
   example's seed. Seat ``p`` first reads the rules and the pile; on each of its turns after
-  that, ``<obs>took K, N left</obs>`` (the other seat's move)."""
+  that, ``<obs>N left</obs>`` (the pile after the other seat's move)."""
 
   num_players = 2
 
@@ -124,10 +149,9 @@ class Nim(Game):
 
   def reset(self, example) -> None:
     self.pile, self.player, self.winner = self.initial_pile(example), 0, None
-    rules = (f"Nim: {self.pile} stones. Take 1 to {self.max_take} a turn; "
-             "whoever takes the last stone wins. You are player {p}. ")
-    self.unread = [[rules.format(p=p) + (f"{self.pile} left, your move:" if p == 0 else "")]
-                   for p in range(2)]
+    rules = (f"Nim, {self.pile} stones: take 1 to {self.max_take}, the last stone wins. "
+             "Player {p}.")
+    self.unread = [[rules.format(p=p) + (" Move:" if p == 0 else "")] for p in range(2)]
 
   def to_move(self) -> int:
     return self.player
@@ -143,16 +167,18 @@ class Nim(Game):
     m = _DIGITS.search(action)
     take = int(m.group()) if m else 0
     me, other = self.player, 1 - self.player
+    winnable = int(self.pile % (self.max_take + 1) != 0)  # a winning move exists
     if not 1 <= take <= min(self.max_take, self.pile):
       self.winner = other
-      return {"invalid_move": 1}
+      return {"invalid_move": 1, "winnable": winnable, "winning_moves": 0}
     self.pile -= take
+    won = int(winnable and self.pile % (self.max_take + 1) == 0)
     if self.pile == 0:
       self.winner = me
     else:
-      self.unread[other].append(f"<obs>took {take}, {self.pile} left</obs>")
+      self.unread[other].append(f"<obs>{self.pile} left</obs>")
       self.player = other
-    return {"invalid_move": 0}
+    return {"invalid_move": 0, "winnable": winnable, "winning_moves": won}
 
   def over(self) -> bool:
     return self.winner is not None

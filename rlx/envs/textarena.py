@@ -58,11 +58,14 @@ class TextArenaGame(Game):
 
   def act(self, action: str) -> dict:
     player = self.to_move()
+    queue = self.env.state.observations[player]
+    seen = len(queue)
     self.env.step(action=action)
-    # textarena flags the invalid move that ends a game; one it lets the player retry shows
-    # as the same player to move again.
+    # textarena flags the invalid move that ends a game in game_info; one it lets the player
+    # retry is a GAME_ADMIN message to the player ("... attempted an invalid move ...").
     flagged = bool((self.env.state.game_info or {}).get(player, {}).get("invalid_move", False))
-    retry = not self.over() and self.to_move() == player
+    retry = any(getattr(kind, "name", "") == "GAME_ADMIN" and "invalid move" in str(text)
+                for _, text, *rest in queue[seen:] for kind in rest[:1])
     return {"invalid_move": int(flagged or retry)}
 
   def over(self) -> bool:

@@ -159,7 +159,7 @@ def python_tool(sandbox_config=None):
 
 
 def _search(documents=None, k: int = 3, max_chars: int = 400, **_):
-  from rlx.envs.retrieval import search_tool
+  from rlx.data.retrieval import search_tool
   if documents is None:
     raise ValueError("the search tool needs a document collection: env.kwargs.tool_kwargs = "
                      "{'search': {'documents': PATH}}")

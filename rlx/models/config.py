@@ -252,6 +252,7 @@ PRESETS: dict[str, ModelConfig] = {
     "qwen2.5-math-7b": _qwen2(152_064, 3584, 18_944, 28, 28, 4, tie=False, theta=10_000.0,
                               max_pos=4096),
     "qwen3-0.6b": _qwen3(1024, 3072, 28, 16, 8, tie=True),
+    "qwen3-4b": _qwen3(2560, 9728, 36, 32, 8, tie=True),
     "qwen3-8b": _qwen3(4096, 12_288, 36, 32, 8, tie=False),
     "gemma-2-2b": _gemma2(2304, 9216, 26, 8, 4),
     "gemma-2-9b": _gemma2(3584, 14_336, 42, 16, 8),

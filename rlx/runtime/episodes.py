@@ -99,7 +99,8 @@ def run_episodes(graphdef, params, tokenizer, envs: Sequence[Environment], examp
     ``group_ids``, ``turns``, ``obs_tokens``, ``tool_calls``, ``tool_errors``, ``env_errors``;
     ``episode_finish`` (a list of ``EPISODE_FINISH`` names), ``turn_rewards`` and
     ``env_error_messages`` (what a crashed environment raised; "" elsewhere) as lists;
-    ``counters``: every numeric ``info`` key summed per episode (``{name: [B] int32}``).
+    ``counters``: every numeric ``info`` key summed per episode (``{name: [B] int32}``);
+    ``prompt_texts``: each episode's first prompt text (``env.reset``).
   """
   if max_turns < 1:
     raise ValueError(f"max_turns={max_turns}: must be >= 1")
@@ -108,8 +109,9 @@ def run_episodes(graphdef, params, tokenizer, envs: Sequence[Environment], examp
   render = render or (lambda example, text: tokenizer.encode(text, add_bos=True))
   batch = _Batch(envs, tokenizer, encode_observation, list(end_of_turn), max_turns, dict(
       max_obs=max_obs_tokens, max_episode=max_episode_tokens, per_turn=sp.max_new_tokens))
+  prompt_texts = [env.reset(ex) for env, ex in zip(envs, examples)]
   prompt_tokens, prompt_mask = _prompts(
-      [render(ex, env.reset(ex)) for env, ex in zip(envs, examples)], prompt_width, pad)
+      [render(ex, text) for ex, text in zip(examples, prompt_texts)], prompt_width, pad)
   held = [env.waiting() for env in envs]  # game seats whose first move is not theirs
   # Seats of a game act in turn: up to max_turns model turns each over players × as many rounds.
   rounds = max_turns * max(int(getattr(env, "num_players", 1)) for env in envs)
@@ -129,7 +131,9 @@ def run_episodes(graphdef, params, tokenizer, envs: Sequence[Environment], examp
     rollout, state = continue_sampling(graphdef, params, state, append, sp, keys[rnd + 1],
                                        buckets=buckets, pad_id=pad)
   batch.finish(stuck=not acting)
-  return _assemble(batch.rows, prompt_tokens, prompt_mask, pad, group_size, completion_width)
+  out = _assemble(batch.rows, prompt_tokens, prompt_mask, pad, group_size, completion_width)
+  out["prompt_texts"] = prompt_texts
+  return out
 
 
 class _Batch:

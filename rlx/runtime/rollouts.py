@@ -228,7 +228,8 @@ def _episode_envs(env, examples, n: int, *, versus: bool = False
   ``make_env`` per example; a game with self-play: ``n / seats`` games per example, rows
   ordered (example, seat, game) so that groups are (example, seat) (a baseline per role);
   a game against ``env.opponent`` (``versus`` or no self-play): one ``Versus`` per row, in
-  ``env.seat`` (``versus``: every seat in turn, groups (example, seat))."""
+  ``env.seat`` (-1: the seats in turn within each group; ``versus``: every seat, groups
+  (example, seat))."""
   from rlx import envs as rlx_envs
   rows, envs, seat_of = [], [], []
   if not env.game:
@@ -248,11 +249,12 @@ def _episode_envs(env, examples, n: int, *, versus: bool = False
     return rows, envs, seat_of, per
   for ex in examples:
     for seat in (range(env.players) if versus else [env.seat]):
-      for _ in range(n):  # each row its own opponent stream, seeded by the row: reproducible
+      for j in range(n):  # each row its own opponent stream, seeded by the row: reproducible
+        s = seat if seat >= 0 else j % env.players  # env.seat = -1: the seats in turn
         envs.append(rlx_envs.Versus(make(), rlx_envs.make_opponent(env.opponent, seed=len(rows)),
-                                    player=seat))
+                                    player=s))
         rows.append(ex)
-        seat_of.append(seat)
+        seat_of.append(s)
   return rows, envs, seat_of, n
 
 
@@ -266,23 +268,27 @@ def episode_metrics(data: dict) -> dict[str, float]:
   out["env/turn_reward"] = float(np.mean(turn_rewards)) if turn_rewards else 0.0
   seat = data.get("seat")
   if seat is not None and (seat >= 0).any():  # a game: outcomes overall and by seat
-    out.update(game_metrics(data["rewards"], seat, data["counters"].get("invalid_move"), "env"))
+    out.update(game_metrics(data["rewards"], seat, data["counters"], "env"))
   for reason in EPISODE_FINISH:
     out[f"env/finish/{reason}"] = float(np.mean([f == reason for f in data["episode_finish"]]))
   return out
 
 
-def game_metrics(rewards, seat, invalid_moves, prefix: str) -> dict[str, float]:
-  """Win / draw / loss shares of game episodes (reward > 0, = 0, < 0), by seat too, and the
-  share of episodes with an invalid move."""
+def game_metrics(rewards, seat, counters: dict, prefix: str) -> dict[str, float]:
+  """Win / draw / loss shares of game episodes (reward > 0, = 0, < 0), by seat too; from the
+  episodes' counters, the share of episodes with an invalid move and, for games that count
+  them (nim), the share of winnable positions where the winning move was made."""
   rewards, seat = np.asarray(rewards), np.asarray(seat)
   out = {f"{prefix}/win_rate": float(np.mean(rewards > 0)),
          f"{prefix}/draw_rate": float(np.mean(rewards == 0)),
          f"{prefix}/loss_rate": float(np.mean(rewards < 0))}
   for p in np.unique(seat):
     out[f"{prefix}/win_rate/seat{int(p)}"] = float(np.mean(rewards[seat == p] > 0))
-  if invalid_moves is not None:
-    out[f"{prefix}/invalid_move_rate"] = float(np.mean(np.asarray(invalid_moves) > 0))
+  if "invalid_move" in counters:
+    out[f"{prefix}/invalid_move_rate"] = float(np.mean(np.asarray(counters["invalid_move"]) > 0))
+  if "winnable" in counters and np.sum(counters["winnable"]):
+    out[f"{prefix}/winning_move_rate"] = float(np.sum(counters["winning_moves"])
+                                               / np.sum(counters["winnable"]))
   return out
 
 
@@ -298,23 +304,30 @@ class Collected:
 
 
 def score_groups(setup, params, examples, reward_fn: RewardFn, key, step: int, *, n: int,
-                 greedy_baseline: bool = False, on_sampled=None
+                 greedy_baseline: bool = False, on_sampled=None, log_episodes: bool = False
                  ) -> tuple[Trajectory, Scored, list[str]]:
   """Sample ``n`` completions per example and score them: ``(trajectory, scored, texts)``.
   ``greedy_baseline``: also score one greedy completion per prompt (ReMax's baseline, in
   ``aux["greedy_rewards"]``). ``on_sampled()`` runs once the samples are on the host, before
   they are scored (the asynchronous loop dispatches the previous batch's update there). With
-  ``env.name`` the rows are whole episodes, scored by their environment."""
+  ``env.name`` the rows are whole episodes, scored by their environment; ``log_episodes``: they
+  are written to the workdir every ``logging.rollouts_every`` steps (rlx.runtime.rollout_log)."""
   if setup.run.env.enabled:
     data = sample_episodes(setup, params, examples, key, n=n)
     if on_sampled is not None:
       on_sampled()
     rewards = data["rewards"]
     metrics = {"reward/mean": float(np.mean(rewards)), **episode_metrics(data)}
-    scored = Scored(scores=rewards, sample_mask=np.ones_like(rewards), metrics=metrics,
-                    token_scores=data["token_rewards"], raw=rewards)
     texts = decode(setup.tokenizer, data["completion_tokens"],
                    data["completion_mask"].sum(1).astype(np.int32))
+    metrics["sample/text"] = sample_text(data["prompt_texts"][0], texts[0])  # the env's prompt
+    every = setup.run.logging.rollouts_every
+    if (log_episodes and every and step % every == 0 and setup.workdir
+        and jax.process_index() == 0):
+      from rlx.runtime.rollout_log import write_episodes
+      write_episodes(setup.workdir, step, data, setup.tokenizer)
+    scored = Scored(scores=rewards, sample_mask=np.ones_like(rewards), metrics=metrics,
+                    token_scores=data["token_rewards"], raw=rewards)
     traj = Trajectory.from_rollout(data, rewards, token_rewards=data["token_rewards"],
                                    aux={"verifier_rewards": rewards})
     return traj, scored, texts
@@ -351,10 +364,11 @@ def collect(setup, params, example_iter, reward_fn: RewardFn, group_filter: Grou
     traj, scored, texts = score_groups(setup, params, examples, reward_fn,
                                        jax.random.fold_in(key, round_index), step,
                                        n=algo.group_size, greedy_baseline=remax,
-                                       on_sampled=on_sampled if round_index == 0 else None)
+                                       on_sampled=on_sampled if round_index == 0 else None,
+                                       log_episodes=round_index == 0)
     if round_index == 0:
       metrics.update(scored.metrics)
-      metrics["sample/text"] = sample_text(examples[0].prompt, texts[0])
+      metrics.setdefault("sample/text", sample_text(examples[0].prompt, texts[0]))
     return ScoredGroups(rewards=traj.rewards, group_ids=traj.group_ids, data=traj)
 
   # (a game with self-play groups each prompt's rows by seat: seats groups a prompt)
@@ -465,11 +479,10 @@ def _evaluate_episodes(setup, params, examples, key) -> dict[str, float]:
   out.update({name.replace("env/", "eval/env/"): v
               for name, v in episode_metrics(sampled).items()})
   if game:  # against env.opponent in every seat: greedy outcomes
-    out.update(game_metrics(greedy["rewards"], greedy["seat"],
-                            greedy["counters"].get("invalid_move"), "eval"))
+    out.update(game_metrics(greedy["rewards"], greedy["seat"], greedy["counters"], "eval"))
   texts = decode(setup.tokenizer, greedy["completion_tokens"],
                  greedy["completion_mask"].sum(1).astype(np.int32))
-  out["eval/sample"] = sample_text(examples[0].prompt, texts[0])
+  out["eval/sample"] = sample_text(greedy["prompt_texts"][0], texts[0])
   return out
 
 

@@ -23,6 +23,7 @@ from rlx import config as rlx_config
 from rlx import models
 from rlx.models import lora
 from rlx.data import ChatFormat, JsonlSource, PlainFormat, TaskSource, load_task_tokenizer
+from rlx.data.tasks import get_task
 from rlx.runtime import distributed
 from rlx.runtime import mesh as mesh_lib
 from rlx.runtime import phases, preference, warm_start
@@ -90,8 +91,10 @@ def _sources(run):
     return library_sources(run)
   if d.source == "task":
     difficulty = d.difficulty if len(d.difficulty) > 1 else d.difficulty[0]
-    return (TaskSource(d.task, size=d.train_size, seed=run.seed, difficulty=difficulty),
-            TaskSource(d.task, size=max(d.eval_size, 1), seed=run.seed + EVAL_SEED_OFFSET,
+    task = get_task(d.task)  # a task split by item (``lookup``) holds its held-out items back
+    held_out = task.held_out_task() if hasattr(task, "held_out_task") else task
+    return (TaskSource(task, size=d.train_size, seed=run.seed, difficulty=difficulty),
+            TaskSource(held_out, size=max(d.eval_size, 1), seed=run.seed + EVAL_SEED_OFFSET,
                        difficulty=difficulty))
   return file_splits(d, lambda path: _file_source(run, path))
 

@@ -134,10 +134,14 @@ def test_sampler_hold_prefills_a_row_that_decodes_after_its_first_continuation()
 def test_nim_rules_opponents_and_versus():
   g = Nim()
   g.reset(Example(prompt="", info={"pile": 6}))
-  assert g.observe(0).endswith("6 left, your move:") and "player 1" in g.observe(1)
-  assert g.legal_moves() == ["1", "2", "3"] and g.act("take 2") == {"invalid_move": 0}
-  assert g.to_move() == 1 and g.observe(1) == "<obs>took 2, 4 left</obs>" and g.observe(1) == ""
-  assert g.act("5") == {"invalid_move": 1} and g.over() and g.rewards() == [1.0, -1.0]
+  assert g.observe(0) == "Nim, 6 stones: take 1 to 3, the last stone wins. Player 0. Move:"
+  assert g.observe(1).endswith("Player 1.")
+  # 6 stones: taking 2 leaves 4, the winning move
+  assert g.legal_moves() == ["1", "2", "3"]
+  assert g.act("take 2") == {"invalid_move": 0, "winnable": 1, "winning_moves": 1}
+  assert g.to_move() == 1 and g.observe(1) == "<obs>4 left</obs>" and g.observe(1) == ""
+  assert g.act("5") == {"invalid_move": 1, "winnable": 0, "winning_moves": 0}
+  assert g.over() and g.rewards() == [1.0, -1.0]
   g.reset(Example(prompt="", info={"pile": 2}))
   g.act("2")
   assert g.over() and g.rewards() == [1.0, -1.0]
@@ -176,6 +180,13 @@ def test_textarena_game_self_play_in_run_episodes(setup):
   assert g.act("nonsense") == {"invalid_move": 1} and g.to_move() == 1  # one retry allowed
   g.act("nonsense")
   assert g.over() and g.rewards() == [1.0, -1.0]
+  # a single-player textarena game is a one-seat game: never waits, its hints are observations
+  (seat,) = seats(TextArenaGame("GuessTheNumber-v0", num_players=1))
+  assert "Guess The Number" in seat.reset({"prompt": "g"}) and not seat.waiting()
+  r = seat.step("[10]")
+  assert (r.done or "target number is" in r.observation) and r.info == {"invalid_move": 0}
+  r = seat.step("no number")
+  assert r.info == {"invalid_move": 1} and not r.done and "invalid move" in r.observation
   (graphdef, params), tok = setup
   tables = [seats(TextArenaGame("TicTacToe-v0")) for _ in range(2)]
   envs = [tables[0][0], tables[1][0], tables[0][1], tables[1][1]]
@@ -200,6 +211,7 @@ def test_self_play_config_run_logs_seat_win_rates_and_evaluates_against_the_oppo
   cfg.env.max_turns = 3
   cfg.env.max_obs_tokens = 16
   cfg.eval.every_steps = 2
+  cfg.logging.rollouts_every = 1
   train(cfg, str(tmp_path))
   records = read_metrics(str(tmp_path / "metrics.jsonl"))
   steps = [r for r in records if r.get("phase") == "rl" and "loss/total" in r]
@@ -209,6 +221,17 @@ def test_self_play_config_run_logs_seat_win_rates_and_evaluates_against_the_oppo
     assert r["env/win_rate"] == pytest.approx(r["env/loss_rate"])  # zero-sum
   evals = [r for r in records if "eval/win_rate" in r]
   assert evals and {"eval/win_rate/seat0", "eval/win_rate/seat1"} <= set(evals[-1])
+  # the workdir holds whole episodes (logging.rollouts_every), printed by the viewer
+  from rlx.runtime import rollout_log
+  import json
+  path = tmp_path / "rollouts" / f"step_{steps[0]['step']:07d}.jsonl"
+  rows = [json.loads(line) for line in open(path)]
+  assert len(rows) == cfg.algo.batch_size and {r["seat"] for r in rows} == {0, 1}
+  assert all(r["prompt"].startswith("Nim, ") for r in rows)
+  for r in rows:  # one action segment a turn; seat 0 opens with its move
+    assert sum(seg["kind"] == "action" for seg in r["episode"]) == r["turns"]
+    assert r["seat"] == 1 or r["episode"][0]["kind"] == "action"
+  assert rollout_log.main([str(tmp_path), "--rows", "2"]) == 0
   cfg.algo.group_size = 3
   with pytest.raises(ValueError, match="algo.group_size"):
     rlx_config.validate(cfg)
@@ -216,3 +239,36 @@ def test_self_play_config_run_logs_seat_win_rates_and_evaluates_against_the_oppo
   cfg.env.opponent = "nobody"
   with pytest.raises(ValueError, match="env.opponent"):
     rlx_config.validate(cfg)
+
+
+def test_game_demonstrations_are_the_seats_episodes_and_train_only_moves():
+  from rlx.data import make_sft_batch
+  from rlx.envs.games import play_demonstrations
+  ex = Example(prompt="", info={"pile": 11})
+  demos = play_demonstrations(Nim(), ex, random_opponent(3))
+  # the same moves played through seats() (as run_episodes plays them): the same texts
+  seat0, seat1 = demos[0][2][::2], demos[1][2][2::2]
+  moves = [m for pair in zip(seat0, seat1 + [None]) for m in pair if m is not None]
+  game = Nim()
+  table = seats(game)
+  prompts = [s.reset(ex) for s in table]
+  texts = [[], [None]]
+  for move in moves:
+    p = game.to_move()
+    assert table[p].step(move).observation is None or game.over()
+    texts[p].append(move)
+    other = table[1 - p].poll()  # its turn came: what it reads before moving
+    if other is not None and not other.done:
+      texts[1 - p].append(other.observation)
+  assert [(p, prompts[p], texts[p]) for p in range(2)] == demos
+  # SFT: the seat that moves second opens with an observation; only moves (+ eos) are trained
+  tok = load_task_tokenizer()
+  seat1 = Example(prompt=demos[1][1], info={"episode": demos[1][2]})
+  b = make_sft_batch([seat1], tok, episodes=True)
+  n_prompt = len(tok.encode(seat1.prompt + "\n", add_bos=True))
+  obs = tok.encode(demos[1][2][1])
+  lm = b["loss_mask"][0]
+  assert not lm[:n_prompt + len(obs)].any()
+  move = tok.encode(demos[1][2][2], add_eos=True)
+  assert lm[n_prompt + len(obs):n_prompt + len(obs) + len(move)].all()
+  assert int(lm.sum()) == sum(len(tok.encode(m, add_eos=True)) for m in demos[1][2][2::2])

@@ -105,12 +105,15 @@ def episode_demonstrations(setup, examples) -> tuple[list, dict]:
   demonstration is rendered as ``rlx.runtime.rollouts.sample_episodes`` renders episodes (with
   ``data.prompt_format="chat"``, the chat renderer's prompt, observations and end of turn), so
   that it is token for token the episode of the same texts (an observation keeps its first
-  ``env.max_obs_tokens`` tokens, as there). An ``env.name`` that is not a ``register_env`` name
-  (a game) keeps the examples' prompts."""
+  ``env.max_obs_tokens`` tokens, as there). A game's demonstrations are its games played by
+  random legal moves (:func:`game_demonstrations`); an ``env.name`` that is neither a
+  ``register_env`` nor a game name keeps the examples' prompts."""
   from rlx.envs import env_names, make_env
   from rlx.envs.chat import episode_renderer
   run = setup.run
   kwargs: dict = {"episodes": True}
+  if run.env.game:
+    return game_demonstrations(run, examples), kwargs
   if run.env.name not in env_names():
     return list(examples), kwargs
   envs = [make_env(run.env.name, **run.env.make_kwargs()) for _ in examples]
@@ -126,3 +129,25 @@ def episode_demonstrations(setup, examples) -> tuple[list, dict]:
     kwargs.update(render=lambda ex: chat.render(ex, ex.prompt),
                   end_of_turn=setup.tokenizer.encode(chat.end_token))
   return examples, kwargs
+
+
+def game_demonstrations(run: rlx_config.RunConfig, examples) -> list:
+  """The warm start of a game run: each example's game played with uniformly random legal
+  moves in every seat (``rlx.envs.games.play_demonstrations``, the random opponent seeded by
+  the run's seed and the example), example ``i`` demonstrating seat ``i mod seats`` (the seat's
+  prompt and its episode: its moves trained, what it read between them not). Teaches the format
+  of a legal move, not how to win."""
+  import zlib
+
+  from rlx.data.tasks import EPISODE
+  from rlx.envs import make_game, random_opponent
+  from rlx.envs.games import play_demonstrations
+  out = []
+  for i, ex in enumerate(examples):
+    seed = zlib.crc32(f"{run.seed}:{ex.prompt}".encode())
+    played = play_demonstrations(make_game(run.env.name, **run.env.make_kwargs()), ex,
+                                 random_opponent(seed))
+    seat, prompt, texts = played[i % len(played)]
+    out.append(dataclasses.replace(ex, prompt=prompt, info={**(ex.info or {}), EPISODE: texts,
+                                                            "seat": seat}))
+  return out
