@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import enum
 import os
@@ -645,9 +646,10 @@ class EnvSection:
     from rlx.envs import game_names
     return self.name in game_names()
 
-  @property
+  @functools.cached_property
   def players(self) -> int:
-    """A game's number of seats (1 for other environments)."""
+    """A game's number of seats (1 for other environments); made once per section (the RL step
+    asks every step, and a textarena game is not free to make)."""
     if not self.game:
       return 1
     from rlx.envs import make_game

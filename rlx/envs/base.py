@@ -185,22 +185,45 @@ class Versus(Environment):
     self.game.close()
 
 
-_ENVS: dict[str, Callable[..., Environment]] = {}
+class Registry:
+  """Named factories of one kind (environments, games). ``env.name`` looks up both kinds, so a
+  name belongs to one kind only."""
+
+  _kinds: dict[str, str] = {}  # every registered name -> its kind
+
+  def __init__(self, kind: str):
+    self.kind, self.factories = kind, {}
+
+  def register(self, name: str, factory: Callable, overwrite: bool = False) -> None:
+    other = Registry._kinds.get(name, self.kind)
+    if other != self.kind:
+      raise ValueError(f"{name!r} is already registered, as a name of kind {other!r}")
+    if name in self.factories and not overwrite:
+      raise ValueError(f"{self.kind} {name!r} is already registered (pass overwrite=True)")
+    self.factories[name] = factory
+    Registry._kinds[name] = self.kind
+
+  def names(self) -> list[str]:
+    return sorted(self.factories)
+
+  def make(self, name: str, **kwargs):
+    if name not in self.factories:
+      raise ValueError(f"env.name={name!r}: unknown {self.kind}; allowed values: {self.names()}")
+    return self.factories[name](**kwargs)
+
+
+ENVS = Registry("environment")
 
 
 def register_env(name: str, factory: Callable[..., Environment], *, overwrite: bool = False):
   """Registers ``factory(**kwargs) -> Environment`` under ``name`` (``env.name`` in a config)."""
-  if name in _ENVS and not overwrite:
-    raise ValueError(f"environment {name!r} is already registered (pass overwrite=True)")
-  _ENVS[name] = factory
+  ENVS.register(name, factory, overwrite)
 
 
 def env_names() -> list[str]:
-  return sorted(_ENVS)
+  return ENVS.names()
 
 
 def make_env(name: str, **kwargs) -> Environment:
   """A fresh episode of environment ``name``."""
-  if name not in _ENVS:
-    raise ValueError(f"env.name={name!r}: unknown environment; allowed values: {env_names()}")
-  return _ENVS[name](**kwargs)
+  return ENVS.make(name, **kwargs)

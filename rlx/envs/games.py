@@ -17,32 +17,28 @@ import re
 import zlib
 from typing import Callable
 
-from rlx.envs.base import Game
+from rlx.envs.base import Game, Registry
 
-_GAMES: dict[str, Callable[..., Game]] = {}
+GAMES = Registry("game")
 
 
 def register_game(name: str, factory: Callable[..., Game], *, overwrite: bool = False):
   """Registers ``factory(**kwargs) -> Game`` under ``name`` (``env.name`` in a config)."""
-  if name in _GAMES and not overwrite:
-    raise ValueError(f"game {name!r} is already registered (pass overwrite=True)")
-  _GAMES[name] = factory
+  GAMES.register(name, factory, overwrite)
 
 
 def game_names() -> list[str]:
-  return sorted(_GAMES)
+  return GAMES.names()
 
 
 def make_game(name: str, **kwargs) -> Game:
   """A fresh game ``name`` (one per played game: its seats share it)."""
-  if name not in _GAMES:
-    raise ValueError(f"env.name={name!r}: unknown game; allowed values: {game_names()}")
-  return _GAMES[name](**kwargs)
+  return GAMES.make(name, **kwargs)
 
 
 def example_seed(example) -> int:
-  """A game's seed: the example's ``info["seed"]``, else a hash of its prompt (the same example
-  gives the same game)."""
+  """An episode's seed (a game's, a gymnasium environment's): the example's ``info["seed"]``,
+  else a hash of its prompt (the same example gives the same episode)."""
   info = example.get("info") if isinstance(example, dict) else getattr(example, "info", None)
   seed = (info or {}).get("seed")
   if seed is None:

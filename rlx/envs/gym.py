@@ -11,10 +11,10 @@ ends the episode.
 from __future__ import annotations
 
 import importlib
-import zlib
 from typing import Any, Callable
 
 from rlx.envs.base import Environment, StepResult, register_env
+from rlx.envs.games import example_seed
 
 
 def _factory(factory: str | Callable[[], Any] | None, gym_id: str | None) -> Callable[[], Any]:
@@ -52,11 +52,7 @@ class GymTextEnv(Environment):
   def reset(self, example) -> str:
     self.env = self.make(**self.make_kwargs)
     prompt = example["prompt"] if isinstance(example, dict) else getattr(example, "prompt", "")
-    info = (example.get("info") if isinstance(example, dict) else getattr(example, "info", None))
-    seed = (info or {}).get("seed")
-    if seed is None:
-      seed = zlib.crc32(str(prompt).encode())
-    obs, _ = self.env.reset(seed=int(seed), options={"example": example})
+    obs, _ = self.env.reset(seed=example_seed(example), options={"example": example})
     return f"{prompt}\n{obs}" if prompt else str(obs)
 
   def step(self, action: str) -> StepResult:

@@ -74,6 +74,3 @@ class TextArenaGame(Game):
   def rewards(self) -> list[float]:
     rewards = self.env.state.rewards or {}
     return [float(rewards.get(p, 0.0)) for p in range(self.num_players)]
-
-  def close(self) -> None:
-    pass

@@ -131,6 +131,16 @@ def test_sampler_hold_prefills_a_row_that_decodes_after_its_first_continuation()
            jax.random.key(0), buckets=b, return_state=True, hold=[True, False])
 
 
+def test_a_name_is_a_game_or_an_environment_not_both():
+  from rlx.envs import register_env, register_game
+  with pytest.raises(ValueError, match="already registered, as a name of kind 'game'"):
+    register_env("nim", lambda: None)
+  with pytest.raises(ValueError, match="already registered, as a name of kind 'environment'"):
+    register_game("tools", Nim)
+  with pytest.raises(ValueError, match="unknown game; allowed values"):
+    make_game("chess-on-mars")
+
+
 def test_nim_rules_opponents_and_versus():
   g = Nim()
   g.reset(Example(prompt="", info={"pile": 6}))
